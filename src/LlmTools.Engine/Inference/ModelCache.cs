@@ -1,0 +1,191 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using LlmTools.Engine.Gguf;
+using LlmTools.Engine.Inference;
+using LlmTools.Engine.Native;
+using LLama.Native;
+
+namespace LlmTools;
+
+/// <summary>
+/// The process-wide cache of loaded models. Loading costs seconds to minutes on real sizes, so a model is loaded once
+/// per process and shared by every pipeline and runspace until it is unloaded. Keyed by the file (path, size, time
+/// written) and the options that change the loaded weights.
+/// </summary>
+public sealed class ModelCache
+{
+    public static ModelCache Instance { get; } = new();
+
+    private readonly ConcurrentDictionary<CacheKey, Entry> _entries = new();
+
+    private readonly record struct FileIdentity(string Path, long Length, long WriteTicks);
+    private readonly record struct CacheKey(FileIdentity File, int GpuLayers, bool VocabularyOnly);
+
+    private sealed class Entry
+    {
+        public readonly SemaphoreSlim Gate = new(1, 1);
+        public LoadedModel? Model;
+    }
+
+    /// <summary>
+    /// Returns the model, loading it first when it is not in the cache. Dispose the lease when the call is done;
+    /// a model unloaded meanwhile is freed then.
+    /// </summary>
+    public ModelLease Acquire(string path, ModelLoadOptions options, IEngineEvents events, CancellationToken cancel)
+    {
+        var identity = Identify(path);
+        int gpuLayers = options.GpuLayers ?? -1;
+        if (gpuLayers < -1)
+            throw new LlmException("GpuLayersOutOfRange", LlmErrorKind.InvalidArgument,
+                $"GpuLayers {gpuLayers} is out of range: use 0 (CPU only) or more; leave it out to offload all layers when a GPU is available.", gpuLayers);
+        var key = new CacheKey(identity, gpuLayers, options.VocabularyOnly);
+        var entry = _entries.GetOrAdd(key, _ => new Entry());
+        try
+        {
+            entry.Gate.Wait(cancel);
+        }
+        catch (OperationCanceledException)
+        {
+            throw Cancelled(path);
+        }
+        try
+        {
+            if (entry.Model is { } cached && cached.TryAddCall())
+                return new ModelLease(cached, fromCache: true);
+            var model = Load(identity.Path, gpuLayers, options.VocabularyOnly, events, cancel);
+            model.TryAddCall();
+            entry.Model = model;
+            return new ModelLease(model, fromCache: false);
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    /// <summary>A model able to tokenize: any loaded variant of the file, else its vocabulary alone (fast to load).</summary>
+    public ModelLease AcquireTokenizer(string path, IEngineEvents events, CancellationToken cancel)
+    {
+        var identity = Identify(path);
+        foreach (var (key, entry) in _entries)
+            if (key.File == identity && entry.Model is { } m && m.TryAddCall())
+                return new ModelLease(m, fromCache: true);
+        return Acquire(path, new ModelLoadOptions { VocabularyOnly = true, GpuLayers = 0 }, events, cancel);
+    }
+
+    /// <summary>The models loaded now.</summary>
+    public IReadOnlyList<LlmLoadedModel> List() =>
+        _entries.Values.Select(e => e.Model).Where(m => m is { IsUnloaded: false })
+            .Select(m => m!.Describe()).OrderBy(m => m.LoadedAt).ToList();
+
+    /// <summary>Unloads every cached variant of the file at <paramref name="path"/>. Returns how many were unloaded.</summary>
+    public int Unload(string path)
+    {
+        var full = Path.GetFullPath(path);
+        int n = 0;
+        foreach (var (key, entry) in _entries)
+        {
+            if (!string.Equals(key.File.Path, full, StringComparison.Ordinal)) continue;
+            if (_entries.TryRemove(key, out _) && entry.Model is { IsUnloaded: false } m)
+            {
+                m.Unload();
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /// <summary>Unloads everything (the module is being removed).</summary>
+    public void UnloadAll()
+    {
+        foreach (var key in _entries.Keys.ToList())
+            if (_entries.TryRemove(key, out var entry))
+                entry.Model?.Unload();
+    }
+
+    private static FileIdentity Identify(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+            throw new LlmException("ModelNotSpecified", LlmErrorKind.InvalidArgument, "No model was given: pass -Model with the path of a .gguf file.");
+        var full = Path.GetFullPath(path);
+        var fi = new FileInfo(full);
+        if (!fi.Exists)
+        {
+            if (Directory.Exists(full))
+                throw new LlmException("ModelPathIsDirectory", LlmErrorKind.InvalidArgument,
+                    $"'{full}' is a folder; give the path of a .gguf file inside it (Get-LlmModel -Path '{full}' lists them).", full);
+            throw new LlmException("ModelFileNotFound", LlmErrorKind.ObjectNotFound,
+                $"Model file '{full}' does not exist. Check the path, or list the models on disk with Get-LlmModel -ListAvailable.", full);
+        }
+        return new FileIdentity(full, fi.Length, fi.LastWriteTimeUtc.Ticks);
+    }
+
+    private static LoadedModel Load(string path, int gpuLayers, bool vocabOnly, IEngineEvents events, CancellationToken cancel)
+    {
+        // Managed validation first: llama.cpp aborts the whole process on some malformed files.
+        var file = LlmModelInfo.ReadValidated(path);
+        if (!vocabOnly) GgufValidator.RequireWeights(file);
+        var info = LlmModelInfo.FromGguf(file);
+        NativeRuntime.EnsureLoaded();
+
+        int layers = gpuLayers >= 0 ? gpuLayers : NativeRuntime.Backend.GpuOffloadSupported ? 999 : 0;
+        string activity = $"Loading {info.Name}";
+        events.Verbose($"Loading '{path}' ({info.SizeBytes / (1 << 20)} MiB, {info.FileType}, {layers} GPU layers{(vocabOnly ? ", vocabulary only" : "")}).");
+        var p = LLamaModelParams.Default();
+        p.n_gpu_layers = layers;
+        p.vocab_only = vocabOnly;
+        p.load_mode = LLamaLoadMode.MemoryMap; // llama.cpp's default: map the file, don't copy it
+        LlamaProgressCallback progress = (fraction, _) =>
+        {
+            events.Progress(activity, $"{fraction:P0} of {info.SizeBytes / (1 << 20)} MiB", fraction);
+            return !cancel.IsCancellationRequested;
+        };
+        p.progress_callback = progress;
+        var sw = Stopwatch.StartNew();
+        SafeLlamaModelHandle handle;
+        try
+        {
+            handle = SafeLlamaModelHandle.LoadFromFile(path, p);
+        }
+        catch (Exception e)
+        {
+            if (cancel.IsCancellationRequested) throw Cancelled(path);
+            throw new LlmException("ModelLoadFailed", LlmErrorKind.InvalidData,
+                $"llama.cpp could not load '{path}': {e.Message}. Run with -Verbose to see llama.cpp's own messages.", path, e);
+        }
+        finally
+        {
+            GC.KeepAlive(progress);
+            events.Progress(activity, "done", -1);
+        }
+        sw.Stop();
+        events.Verbose($"Loaded '{info.Name}' in {sw.Elapsed.TotalMilliseconds:F0} ms.");
+        return new LoadedModel(info, handle, layers, vocabOnly, sw.Elapsed);
+    }
+
+    private static LlmException Cancelled(string path) =>
+        new("OperationCancelled", LlmErrorKind.OperationStopped, $"Loading '{path}' was cancelled.", path);
+}
+
+/// <summary>A model in use by one call; dispose it when the call ends.</summary>
+public sealed class ModelLease : IDisposable
+{
+    private int _disposed;
+
+    internal ModelLease(LoadedModel model, bool fromCache)
+    {
+        Model = model;
+        FromCache = fromCache;
+    }
+
+    internal LoadedModel Model { get; }
+    public LlmModelInfo Info => Model.Info;
+    public bool FromCache { get; }
+    /// <summary>Time this call spent loading: zero when the model came from the cache.</summary>
+    public TimeSpan LoadDuration => FromCache ? TimeSpan.Zero : Model.LoadDuration;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) Model.ReleaseCall();
+    }
+}

@@ -1,0 +1,71 @@
+namespace LlmTools;
+
+/// <summary>The result of one completion: the continuation and how it was produced.</summary>
+public sealed class LlmCompletionResult
+{
+    /// <summary>The exact continuation, never trimmed: Prompt + Text is the whole document.</summary>
+    public required string Text { get; init; }
+    public required string Prompt { get; init; }
+    public required string Model { get; init; }
+    public required string ModelPath { get; init; }
+    /// <summary>Tokens in the prompt (including BOS when the model adds it).</summary>
+    public required int PromptTokens { get; init; }
+    /// <summary>Prompt tokens whose state was reused from the previous call (a shared prefix), not evaluated again.</summary>
+    public required int CachedPromptTokens { get; init; }
+    public required int CompletionTokens { get; init; }
+    public required LlmStopReason StopReason { get; init; }
+    /// <summary>The stop string that ended generation, when StopReason is StopString.</summary>
+    public string? StopString { get; init; }
+    /// <summary>Time spent loading the model for this call; zero when it came from the session cache.</summary>
+    public required TimeSpan LoadDuration { get; init; }
+    public required TimeSpan PromptDuration { get; init; }
+    public required TimeSpan TimeToFirstToken { get; init; }
+    public required TimeSpan GenerationDuration { get; init; }
+    public required TimeSpan TotalDuration { get; init; }
+    /// <summary>Prompt tokens evaluated per second (cached ones excluded).</summary>
+    public required double PromptTokensPerSecond { get; init; }
+    /// <summary>Generated tokens per second.</summary>
+    public required double TokensPerSecond { get; init; }
+    /// <summary>The sampling seed; null for greedy decoding (Temperature 0), which uses none.</summary>
+    public required uint? Seed { get; init; }
+    public required int ContextSize { get; init; }
+    public required int Threads { get; init; }
+
+    public override string ToString() => Text;
+}
+
+/// <summary>Tokens of a text under a model's tokenizer.</summary>
+public sealed class LlmTokenization
+{
+    public required string Text { get; init; }
+    public required string Model { get; init; }
+    public required int Count { get; init; }
+    public required int[] Ids { get; init; }
+    public required string[] Pieces { get; init; }
+    /// <summary>The model's trained context length, to compare Count against.</summary>
+    public required int ContextLength { get; init; }
+}
+
+/// <summary>A model held in the session cache.</summary>
+public sealed class LlmLoadedModel
+{
+    public required string Path { get; init; }
+    public required string Name { get; init; }
+    public required string Architecture { get; init; }
+    public required string FileType { get; init; }
+    public required long ParameterCount { get; init; }
+    public required long SizeBytes { get; init; }
+    public required int ContextLength { get; init; }
+    public required bool HasChatTemplate { get; init; }
+    public required string? ChatTemplate { get; init; }
+    public required bool VocabularyOnly { get; init; }
+    public required int GpuLayers { get; init; }
+    public required DateTime LoadedAt { get; init; }
+    public required TimeSpan LoadDuration { get; init; }
+    /// <summary>Contexts (KV caches) kept for reuse, and the calls using the model now.</summary>
+    public required int Contexts { get; init; }
+    public required int ActiveCalls { get; init; }
+    public required LlmModelInfo Info { get; init; }
+
+    public override string ToString() => Path;
+}

@@ -1,0 +1,35 @@
+namespace LlmTools;
+
+/// <summary>What kind of failure an <see cref="LlmException"/> is; the module maps it onto PowerShell's ErrorCategory.</summary>
+public enum LlmErrorKind
+{
+    ObjectNotFound,
+    InvalidData,
+    InvalidArgument,
+    LimitsExceeded,
+    ResourceUnavailable,
+    NotImplemented,
+    OperationStopped,
+    InvalidOperation,
+    ResourceBusy,
+    NotInstalled,
+}
+
+/// <summary>
+/// An engine failure the user can act on. <see cref="ErrorId"/> is stable (tests and scripts match on it);
+/// the message says what went wrong and what to do.
+/// </summary>
+public sealed class LlmException : Exception
+{
+    public LlmException(string errorId, LlmErrorKind kind, string message, object? target = null, Exception? inner = null)
+        : base(message, inner)
+    {
+        ErrorId = errorId;
+        Kind = kind;
+        Target = target;
+    }
+
+    public string ErrorId { get; }
+    public LlmErrorKind Kind { get; }
+    public object? Target { get; }
+}
