@@ -70,7 +70,8 @@ public static class GgufValidator
             if (file.GetArray(key) is { } a && a.Length != tokens.Length)
                 throw GgufFile.Corrupt(file.Path, $"{key} has {a.Length} entries for {tokens.Length} tokens");
         foreach (var key in new[] { "bos", "eos", "eot", "eom", "unknown", "seperator", "padding", "mask" })
-            if (file.GetInteger($"tokenizer.ggml.{key}_token_id") is { } id && (id < -1 || id >= tokens.Length))
+            // -1 (or its unsigned form) means "no such token".
+            if (file.GetInteger($"tokenizer.ggml.{key}_token_id") is { } id && id != uint.MaxValue && (id < -1 || id >= tokens.Length))
                 throw GgufFile.Corrupt(file.Path, $"tokenizer.ggml.{key}_token_id is {id}, outside the vocabulary of {tokens.Length} tokens");
     }
 

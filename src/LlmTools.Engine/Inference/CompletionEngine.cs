@@ -34,7 +34,8 @@ public static class CompletionEngine
         }
     }
 
-    private static void ValidateOptions(CompletionOptions o)
+    /// <summary>Throws <see cref="LlmException"/> for an out-of-range option, saying the allowed range.</summary>
+    public static void ValidateOptions(CompletionOptions o)
     {
         static LlmException Bad(string name, object value, string range) =>
             new($"{name}OutOfRange", LlmErrorKind.InvalidArgument, $"{name} {value} is out of range: {range}.", value);
@@ -281,6 +282,14 @@ public static class CompletionEngine
             }
         }
         return 0;
+    }
+
+    /// <summary>Creates (or finds) the context these options describe, so the first completion does not pay for it.</summary>
+    public static void Prepare(ModelLease lease, ContextOptions contextOptions, IEngineEvents events)
+    {
+        if (lease.Model.VocabularyOnly) return;
+        var resolved = lease.Model.Resolve(contextOptions);
+        lease.Model.ReturnContext(lease.Model.RentContext(resolved, events));
     }
 
     /// <summary>Tokenizes text as generation would (BOS added when the model's metadata says so, special tokens parsed).</summary>

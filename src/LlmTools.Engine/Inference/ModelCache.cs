@@ -184,6 +184,9 @@ public sealed class ModelLease : IDisposable
     /// <summary>Time this call spent loading: zero when the model came from the cache.</summary>
     public TimeSpan LoadDuration => FromCache ? TimeSpan.Zero : Model.LoadDuration;
 
+    /// <summary>The cached model as the session lists it.</summary>
+    public LlmLoadedModel Describe() => Model.Describe();
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0) Model.ReleaseCall();

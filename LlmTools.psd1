@@ -1,0 +1,31 @@
+@{
+    # The one source of the module's version: build.ps1 passes it to the assemblies.
+    ModuleVersion        = '0.1.0'
+    RootModule           = 'LlmTools.dll'
+    GUID                 = '5b7f3c1e-8a2d-4e6f-9c41-2f0d8e7a6b13'
+    Author               = 'LlmTools developers'
+    CompanyName          = 'LlmTools'
+    Copyright            = '(c) LlmTools developers. MIT licence.'
+    Description          = 'Run GGUF language models locally through llama.cpp (LLamaSharp): completions, token counts and a session model cache that keeps models loaded across pipeline invocations.'
+    PowerShellVersion    = '7.6'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('LlmTools.format.ps1xml')
+    TypesToProcess       = @('LlmTools.types.ps1xml')
+    CmdletsToExport      = @(
+        'Invoke-LlmCompletion'
+        'Get-LlmModel'
+        'Import-LlmModel'
+        'Remove-LlmModel'
+        'Measure-LlmToken'
+        'Get-LlmBackend'
+    )
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('LLM', 'llama.cpp', 'GGUF', 'AI', 'HuggingFace', 'Linux')
+            LicenseUri = 'https://opensource.org/licenses/MIT'
+        }
+    }
+}

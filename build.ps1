@@ -1,0 +1,114 @@
+#requires -Version 7.6
+<#
+.SYNOPSIS
+    Builds, tests and benchmarks LlmTools.
+.DESCRIPTION
+    Build: out/LlmTools/ is the importable module (manifest, LlmTools.dll, engine/ with LLamaSharp and the native
+           llama.cpp libraries of this platform, format and type files).
+    Test:  builds, runs the C# unit tests and the Pester suite (against the built module, in a child pwsh), prints
+           one line 'N passed, M failed, K skipped' and exits non-zero on any failure.
+    Bench: builds, then measures completion speed side by side with LLamaSharp called directly.
+.EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Test
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Bench', 'Clean')]
+    [string] $Task = 'Build',
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+    # Adds LLamaSharp.Backend.Cuda12 (where the NuGet registry serves it).
+    [switch] $Cuda,
+    # Extra arguments for the benchmark (e.g. '--quick').
+    [string[]] $BenchArguments = @()
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+$root = $PSScriptRoot
+$out = Join-Path $root 'out'
+$moduleDir = Join-Path $out 'LlmTools'
+$rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
+$version = (Import-PowerShellDataFile (Join-Path $root 'LlmTools.psd1')).ModuleVersion
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'
+$env:DOTNET_NOLOGO = '1'
+
+function Invoke-Dotnet {
+    & dotnet @args
+    if ($LASTEXITCODE -ne 0) { throw "dotnet $($args -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Invoke-Build {
+    if (Test-Path $moduleDir) { Remove-Item $moduleDir -Recurse -Force }
+    $common = @('-c', $Configuration, '-r', $rid, '--self-contained', 'false', "-p:Version=$version", '-nologo', '-v', 'q')
+    if ($Cuda) { $common += '-p:LlmToolsCuda=true' }
+    # The engine and its dependencies go to engine/, loaded in their own AssemblyLoadContext.
+    Invoke-Dotnet publish (Join-Path $root 'src/LlmTools.Engine') @common -o (Join-Path $moduleDir 'engine')
+    $staging = Join-Path $out 'staging'
+    Invoke-Dotnet publish (Join-Path $root 'src/LlmTools') @common -o $staging
+    Copy-Item (Join-Path $staging 'LlmTools.dll'), (Join-Path $staging 'LlmTools.pdb') $moduleDir
+    Copy-Item (Join-Path $root 'src/LlmTools/LlmTools.format.ps1xml'), (Join-Path $root 'src/LlmTools/LlmTools.types.ps1xml') $moduleDir
+    Copy-Item (Join-Path $root 'LlmTools.psd1') $moduleDir
+    Remove-Item $staging -Recurse -Force
+    # Only this platform's native libraries are kept (LLamaSharp ships seven platforms' worth).
+    Get-ChildItem (Join-Path $moduleDir 'engine/runtimes') -Directory -ErrorAction SilentlyContinue |
+        Where-Object Name -ne $rid | Remove-Item -Recurse -Force
+    $size = (Get-ChildItem $moduleDir -Recurse -File | Measure-Object Length -Sum).Sum
+    Write-Host ("Built LlmTools {0} for {1} at {2} ({3:N1} MB)" -f $version, $rid, $moduleDir, ($size / 1MB))
+}
+
+function Invoke-Test {
+    Invoke-Build
+    $results = Join-Path $out 'test-results'
+    if (Test-Path $results) { Remove-Item $results -Recurse -Force }
+    New-Item -ItemType Directory $results | Out-Null
+
+    # C# unit tests (engine): counted from their TRX report.
+    $trx = Join-Path $results 'engine.trx'
+    & dotnet test (Join-Path $root 'tests/LlmTools.Engine.Tests') -c $Configuration -nologo -v q `
+        --logger "trx;LogFileName=$trx" --logger 'console;verbosity=normal'
+    $unitExit = $LASTEXITCODE
+    $passed = 0; $failed = 0; $skipped = 0
+    if (Test-Path $trx) {
+        $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+        $passed += [int]$counters.passed
+        $failed += [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
+        $skipped += [int]$counters.notExecuted
+    } else {
+        $failed += 1
+        Write-Host 'The C# unit tests produced no report.'
+    }
+    if ($unitExit -ne 0 -and $failed -eq 0) { $failed += 1; Write-Host "dotnet test exited with $unitExit." }
+
+    # Pester, in a child pwsh, against the built module.
+    Invoke-Dotnet build (Join-Path $root 'tests/LlmTools.TestModels') -c $Configuration -nologo -v q
+    $summary = Join-Path $results 'pester.json'
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'tests/Invoke-PesterSuite.ps1') `
+        -ModulePath $moduleDir -Configuration $Configuration -SummaryPath $summary
+    $pesterExit = $LASTEXITCODE
+    if (Test-Path $summary) {
+        $p = Get-Content $summary -Raw | ConvertFrom-Json
+        $passed += $p.Passed; $failed += $p.Failed; $skipped += $p.Skipped
+    } else {
+        $failed += 1
+        Write-Host 'The Pester suite produced no summary.'
+    }
+    if ($pesterExit -ne 0 -and $failed -eq 0) { $failed += 1; Write-Host "The Pester run exited with $pesterExit." }
+
+    Write-Host ''
+    Write-Host "$passed passed, $failed failed, $skipped skipped"
+    if ($failed -gt 0) { exit 1 }
+}
+
+function Invoke-Bench {
+    Invoke-Build
+    Invoke-Dotnet run --project (Join-Path $root 'tests/LlmTools.Benchmarks') -c Release -nologo -v q -- `
+        --module $moduleDir --out (Join-Path $out 'bench') @BenchArguments
+}
+
+switch ($Task) {
+    'Build' { Invoke-Build }
+    'Test' { Invoke-Test }
+    'Bench' { Invoke-Bench }
+    'Clean' { if (Test-Path $out) { Remove-Item $out -Recurse -Force } }
+}

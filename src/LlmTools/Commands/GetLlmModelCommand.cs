@@ -1,0 +1,102 @@
+using System.Management.Automation;
+
+namespace LlmTools.Commands;
+
+/// <summary>
+/// Lists the models loaded in this session; with -ListAvailable the GGUF files in the known model folders; with
+/// -Path the metadata of given files or folders (read from the header, no weights loaded).
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "LlmModel", DefaultParameterSetName = LoadedSet)]
+[OutputType(typeof(LlmLoadedModel), ParameterSetName = [LoadedSet])]
+[OutputType(typeof(LlmModelInfo), ParameterSetName = [AvailableSet, PathSet])]
+public sealed class GetLlmModelCommand : LlmCmdlet
+{
+    private const string LoadedSet = "Loaded";
+    private const string AvailableSet = "ListAvailable";
+    private const string PathSet = "Path";
+
+    /// <summary>Filters by model name or file name (wildcards allowed).</summary>
+    [Parameter(Position = 0, ParameterSetName = LoadedSet)]
+    [Parameter(Position = 0, ParameterSetName = AvailableSet)]
+    [SupportsWildcards]
+    public string[]? Name { get; set; }
+
+    [Parameter(Mandatory = true, ParameterSetName = AvailableSet)]
+    public SwitchParameter ListAvailable { get; set; }
+
+    /// <summary>GGUF files or folders to read (folders are searched recursively).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "LiteralPath")]
+    [SupportsWildcards]
+    public string[] Path { get; set; } = [];
+
+    protected override void ProcessRecord()
+    {
+        switch (ParameterSetName)
+        {
+            case LoadedSet:
+                foreach (var m in ModelCache.Instance.List())
+                    if (Matches(m.Name, m.Path)) WriteObject(m);
+                break;
+            case AvailableSet:
+                foreach (var file in ModelLocations.FindGgufFiles(ModelLocations.SearchFolders()))
+                    WriteInfo(file, requireMatch: true);
+                break;
+            default:
+                foreach (var p in Path)
+                    foreach (var file in ExpandPath(p))
+                        WriteInfo(file, requireMatch: false);
+                break;
+        }
+    }
+
+    private IEnumerable<string> ExpandPath(string path)
+    {
+        List<string> resolved;
+        try
+        {
+            resolved = WildcardPattern.ContainsWildcardCharacters(path)
+                ? GetResolvedProviderPathFromPSPath(path, out _).ToList()
+                : [ResolvePath(path)];
+        }
+        catch (ItemNotFoundException)
+        {
+            resolved = [];
+        }
+        if (resolved.Count == 0 || (resolved.Count == 1 && !File.Exists(resolved[0]) && !Directory.Exists(resolved[0])))
+        {
+            WriteLlmError(new LlmException("ModelFileNotFound", LlmErrorKind.ObjectNotFound, $"'{path}' does not exist.", path));
+            yield break;
+        }
+        foreach (var r in resolved)
+        {
+            if (Directory.Exists(r))
+                foreach (var f in ModelLocations.FindGgufFiles([r])) yield return f;
+            else yield return r;
+        }
+    }
+
+    private void WriteInfo(string file, bool requireMatch)
+    {
+        try
+        {
+            var info = LlmModelInfo.FromFile(file);
+            if (!requireMatch || Matches(info.Name, info.Path)) WriteObject(info);
+        }
+        catch (LlmException e)
+        {
+            WriteLlmError(e);
+        }
+    }
+
+    private bool Matches(string name, string path)
+    {
+        if (Name is null || Name.Length == 0) return true;
+        var fileName = System.IO.Path.GetFileName(path);
+        return Name.Any(n =>
+        {
+            var pattern = new WildcardPattern(n, WildcardOptions.IgnoreCase);
+            return pattern.IsMatch(name) || pattern.IsMatch(fileName) || pattern.IsMatch(path);
+        });
+    }
+}

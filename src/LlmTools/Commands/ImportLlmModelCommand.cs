@@ -1,0 +1,27 @@
+using System.Management.Automation;
+
+namespace LlmTools.Commands;
+
+/// <summary>Loads a model (weights and a context) into the session cache now, so later calls start at once.</summary>
+[Cmdlet(VerbsData.Import, "LlmModel")]
+[OutputType(typeof(LlmLoadedModel))]
+public sealed class ImportLlmModelCommand : ModelCmdlet
+{
+    protected override void ProcessRecord()
+    {
+        try
+        {
+            var loaded = RunEngine((events, cancel) =>
+            {
+                using var lease = ModelCache.Instance.Acquire(ModelPath, LoadOptions, events, cancel);
+                CompletionEngine.Prepare(lease, ContextOptions, events);
+                return lease.Describe();
+            });
+            WriteObject(loaded);
+        }
+        catch (LlmException e)
+        {
+            WriteLlmError(e);
+        }
+    }
+}

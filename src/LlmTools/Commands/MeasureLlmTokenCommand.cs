@@ -1,0 +1,55 @@
+using System.Management.Automation;
+
+namespace LlmTools.Commands;
+
+/// <summary>
+/// Counts the tokens of a text under a model's tokenizer (as generation would see it), so a prompt can be checked
+/// against the context before it runs. Works with vocabulary-only GGUF files too.
+/// </summary>
+[Cmdlet(VerbsDiagnostic.Measure, "LlmToken")]
+[OutputType(typeof(LlmTokenization))]
+public sealed class MeasureLlmTokenCommand : LlmCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString]
+    public string[] Text { get; set; } = [];
+
+    [Parameter(Mandatory = true, Position = 1)]
+    [Alias("Path", "ModelPath")]
+    [ArgumentCompleter(typeof(ModelArgumentCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string Model { get; set; } = "";
+
+    /// <summary>Leave out the BOS token the model would add in front.</summary>
+    [Parameter]
+    public SwitchParameter NoSpecialTokens { get; set; }
+
+    private ModelLease? _lease;
+
+    protected override void BeginProcessing()
+    {
+        try
+        {
+            var path = ResolvePath(Model);
+            _lease = RunEngine((events, cancel) => ModelCache.Instance.AcquireTokenizer(path, events, cancel));
+        }
+        catch (LlmException e)
+        {
+            ThrowLlmError(e);
+        }
+    }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var t in Text)
+            WriteObject(CompletionEngine.Tokenize(_lease!, t, addSpecial: !NoSpecialTokens));
+    }
+
+    protected override void EndProcessing() => _lease?.Dispose();
+
+    protected override void StopProcessing()
+    {
+        base.StopProcessing();
+        _lease?.Dispose();
+    }
+}

@@ -1,0 +1,48 @@
+using System.Management.Automation;
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.Loader;
+
+namespace LlmTools;
+
+/// <summary>
+/// Loads LlmTools.Engine, LLamaSharp and their dependencies from the module's engine/ folder into a context of their
+/// own, so another module that already loaded (say) an older Microsoft.Extensions.Logging.Abstractions cannot clash.
+/// </summary>
+internal sealed class EngineLoadContext : AssemblyLoadContext
+{
+    private const string EngineAssembly = "LlmTools.Engine";
+    private static readonly string ModuleDirectory = Path.GetDirectoryName(typeof(EngineLoadContext).Assembly.Location)!;
+    internal static readonly string EngineDirectory = Path.Combine(ModuleDirectory, "engine");
+    private static EngineLoadContext? _instance;
+
+    private EngineLoadContext() : base("LlmTools.Engine", isCollectible: false) { }
+
+    private static EngineLoadContext Instance => _instance ??= new EngineLoadContext();
+
+    protected override Assembly? Load(AssemblyName name)
+    {
+        var path = Path.Combine(EngineDirectory, name.Name + ".dll");
+        return File.Exists(path) ? LoadFromAssemblyPath(path) : null;
+    }
+
+    /// <summary>Runs when LlmTools.dll is first touched, before any cmdlet type (and its engine types) is reflected.</summary>
+#pragma warning disable CA2255 // a module initializer is exactly what is needed: it runs before PowerShell reflects the cmdlets
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Register()
+    {
+        // In the build output of the tests (no engine/ folder) the engine sits beside this assembly: nothing to do.
+        if (!Directory.Exists(EngineDirectory)) return;
+        Default.Resolving += (_, name) =>
+            name.Name == EngineAssembly ? Instance.LoadFromAssemblyName(name) : null;
+    }
+}
+
+/// <summary>Frees every loaded model when the module is removed.</summary>
+public sealed class ModuleLifetime : IModuleAssemblyInitializer, IModuleAssemblyCleanup
+{
+    public void OnImport() { }
+
+    public void OnRemove(PSModuleInfo module) => ModelCache.Instance.UnloadAll();
+}

@@ -1,0 +1,41 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+
+namespace LlmTools;
+
+/// <summary>Completes -Model with loaded models, then models in the known folders, then *.gguf files here.</summary>
+public sealed class ModelArgumentCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var word = wordToComplete.Trim('\'', '"');
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var candidates = ModelCache.Instance.List().Select(m => (m.Path, $"{m.Name} (loaded)"))
+            .Concat(ModelLocations.FindGgufFiles(ModelLocations.SearchFolders()).Select(p => (p, Path.GetFileName(p))));
+        foreach (var (path, tip) in candidates)
+        {
+            if (!seen.Add(path)) continue;
+            if (word.Length > 0 && !path.Contains(word, StringComparison.OrdinalIgnoreCase)) continue;
+            yield return new CompletionResult(Quote(path), Path.GetFileName(path), CompletionResultType.ParameterValue, tip);
+        }
+    }
+
+    internal static string Quote(string path) => path.Any(c => char.IsWhiteSpace(c) || c is '\'' or '$' or '`' or '(' or ')' or '{' or '}' or ',' or ';' or '&')
+        ? "'" + path.Replace("'", "''") + "'"
+        : path;
+}
+
+/// <summary>Completes with the models loaded in this session.</summary>
+public sealed class LoadedModelArgumentCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var word = wordToComplete.Trim('\'', '"');
+        foreach (var m in ModelCache.Instance.List())
+            if (word.Length == 0 || m.Path.Contains(word, StringComparison.OrdinalIgnoreCase))
+                yield return new CompletionResult(ModelArgumentCompleter.Quote(m.Path), m.Name, CompletionResultType.ParameterValue, m.Path);
+    }
+}
