@@ -114,7 +114,7 @@ public sealed class GgufFile
             ulong kvCount = _reader.ReadUInt64();
             // Every key/value takes at least 12 bytes and every tensor info at least 24: refuse counts the file cannot hold.
             if (kvCount > (ulong)Remaining / 12 || tensorCount > (ulong)Remaining / 24)
-                throw Corrupt(path, $"its header declares {kvCount} metadata entries and {tensorCount} tensors, more than the file can hold");
+                throw Corrupt(path, $"its header declares {kvCount} metadata entries and {tensorCount} tensors, more than the file can hold (the file is truncated or corrupted)");
 
             var metadata = new Dictionary<string, object>((int)kvCount, StringComparer.Ordinal);
             for (ulong i = 0; i < kvCount; i++)
@@ -208,7 +208,7 @@ public sealed class GgufFile
             ulong count = _reader.ReadUInt64();
             int minSize = elementType switch { 0 or 1 or 7 => 1, 2 or 3 => 2, 4 or 5 or 6 => 4, 8 or 10 or 11 or 12 => 8, _ => 12 };
             if (count > (ulong)Remaining / (ulong)minSize)
-                throw Corrupt(path, $"metadata array '{key}' declares {count} elements, more than the file can hold");
+                throw Corrupt(path, $"metadata array '{key}' declares {count} elements, more than the file can hold (the file is truncated or corrupted)");
             int n = (int)count;
             switch (elementType)
             {
