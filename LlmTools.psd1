@@ -2,6 +2,7 @@
     # The one source of the module's version: build.ps1 passes it to the assemblies.
     ModuleVersion        = '0.1.0'
     RootModule           = 'LlmTools.dll'
+    RequiredAssemblies   = @('LlmTools.Contracts.dll')
     GUID                 = '5b7f3c1e-8a2d-4e6f-9c41-2f0d8e7a6b13'
     Author               = 'LlmTools developers'
     CompanyName          = 'LlmTools'

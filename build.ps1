@@ -13,14 +13,20 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Bench', 'Run', 'Clean')]
     [string] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
     # Adds LLamaSharp.Backend.Cuda12 (where the NuGet registry serves it).
     [switch] $Cuda,
     # Extra arguments for the benchmark (e.g. '--quick').
-    [string[]] $BenchArguments = @()
+    [string[]] $BenchArguments = @(),
+    # Run: the GGUF model to run (default: ../shared/models/stories260K.gguf, else the tests' tiny model).
+    [string] $Model,
+    # Run: the prompt(s) to complete.
+    [string[]] $Prompt = @('Once upon a time'),
+    # Run: new tokens per prompt.
+    [int] $MaxTokens = 64
 )
 
 $ErrorActionPreference = 'Stop'
@@ -47,6 +53,8 @@ function Invoke-Build {
     $staging = Join-Path $out 'staging'
     Invoke-Dotnet publish (Join-Path $root 'src/LlmTools') @common -o $staging
     Copy-Item (Join-Path $staging 'LlmTools.dll'), (Join-Path $staging 'LlmTools.pdb') $moduleDir
+    # The contracts live once, beside the module, in PowerShell's default context.
+    Move-Item (Join-Path $moduleDir 'engine/LlmTools.Contracts.dll'), (Join-Path $moduleDir 'engine/LlmTools.Contracts.pdb') $moduleDir -Force
     Copy-Item (Join-Path $root 'src/LlmTools/LlmTools.format.ps1xml'), (Join-Path $root 'src/LlmTools/LlmTools.types.ps1xml') $moduleDir
     Copy-Item (Join-Path $root 'LlmTools.psd1') $moduleDir
     Remove-Item $staging -Recurse -Force
@@ -106,9 +114,34 @@ function Invoke-Bench {
         --module $moduleDir --out (Join-Path $out 'bench') @BenchArguments
 }
 
+function Invoke-Run {
+    Invoke-Build
+    if (-not $Model) {
+        $shared = Join-Path $root '../shared/models/stories260K.gguf'
+        if (Test-Path $shared) {
+            $Model = (Resolve-Path $shared).Path
+        } else {
+            # A fresh machine has no model: write the tests' tiny random model (it prints gibberish, but runs for real).
+            Invoke-Dotnet build (Join-Path $root 'tests/LlmTools.TestModels') -c $Configuration -nologo -v q
+            Add-Type -Path (Join-Path $root "tests/LlmTools.TestModels/bin/$Configuration/net10.0/$rid/LlmTools.TestModels.dll")
+            $Model = [LlmTools.TestModels.TinyModel]::Write((Join-Path $out 'tiny-random.gguf'), $null)
+            Write-Host "No model given: using a tiny random-weight model ($Model); pass -Model <file.gguf> for a real one."
+        }
+    }
+    $script = {
+        param($ModuleDir, $Model, $Prompt, $MaxTokens)
+        Import-Module (Join-Path $ModuleDir 'LlmTools.psd1')
+        Get-LlmModel -Path $Model | Format-Table | Out-Host
+        $Prompt | Invoke-LlmCompletion -Model $Model -MaxTokens $MaxTokens -Stream | Format-Table | Out-Host
+    }
+    & dotnet pwsh -NoProfile -NonInteractive -Command "& { $script } '$moduleDir' '$Model' @('$($Prompt -replace "'", "''" -join "','")') $MaxTokens"
+    if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+}
+
 switch ($Task) {
     'Build' { Invoke-Build }
     'Test' { Invoke-Test }
     'Bench' { Invoke-Bench }
+    'Run' { Invoke-Run }
     'Clean' { if (Test-Path $out) { Remove-Item $out -Recurse -Force } }
 }

@@ -12,6 +12,7 @@ namespace LlmTools;
 internal sealed class EngineLoadContext : AssemblyLoadContext
 {
     private const string EngineAssembly = "LlmTools.Engine";
+    private const string ContractsAssembly = "LlmTools.Contracts";
     private static readonly string ModuleDirectory = Path.GetDirectoryName(typeof(EngineLoadContext).Assembly.Location)!;
     internal static readonly string EngineDirectory = Path.Combine(ModuleDirectory, "engine");
     private static EngineLoadContext? _instance;
@@ -22,6 +23,8 @@ internal sealed class EngineLoadContext : AssemblyLoadContext
 
     protected override Assembly? Load(AssemblyName name)
     {
+        // The shared contracts must be one copy, PowerShell's: defer to the default context.
+        if (name.Name == ContractsAssembly) return null;
         var path = Path.Combine(EngineDirectory, name.Name + ".dll");
         return File.Exists(path) ? LoadFromAssemblyPath(path) : null;
     }

@@ -24,7 +24,7 @@ public class GgufValidationTests
     public void ReadsTheHeaderOfAWrittenModel()
     {
         var path = WriteTiny(o => { o.Layers = 3; o.ContextLength = 777; o.ChatTemplate = "{{ messages }}"; });
-        var info = LlmModelInfo.FromFile(path);
+        var info = ModelInfoReader.Read(path);
         Assert.Equal("llama", info.Architecture);
         Assert.Equal("tiny-llama-test", info.Name);
         Assert.Equal(3, info.LayerCount);
@@ -47,7 +47,7 @@ public class GgufValidationTests
     [Fact]
     public void MissingFileIsObjectNotFound()
     {
-        var e = Assert.Throws<LlmException>(() => LlmModelInfo.FromFile(TestFiles.NewPath("absent.gguf")));
+        var e = Assert.Throws<LlmException>(() => ModelInfoReader.Read(TestFiles.NewPath("absent.gguf")));
         Assert.Equal("ModelFileNotFound", e.ErrorId);
         Assert.Equal(LlmErrorKind.ObjectNotFound, e.Kind);
         Assert.Equal("ModelFileNotFound", AcquireFails(TestFiles.NewPath("absent.gguf")).ErrorId);
@@ -147,7 +147,7 @@ public class GgufValidationTests
             .Set("tokenizer.ggml.bos_token_id", 1u)
             .Set("tokenizer.ggml.eos_token_id", 2u)
             .Write(path);
-        Assert.True(LlmModelInfo.FromFile(path).IsVocabularyOnly);
+        Assert.True(ModelInfoReader.Read(path).IsVocabularyOnly);
         Assert.Equal("VocabularyOnlyModel", AcquireFails(path).ErrorId);
         using var lease = ModelCache.Instance.AcquireTokenizer(path, NullEngineEvents.Instance, default);
         var t = CompletionEngine.Tokenize(lease, "the little girl");
@@ -167,7 +167,7 @@ public class GgufValidationTests
     {
         var path = TestFiles.Shared(Path.Combine("vocab", name));
         Skip.If(path is null, "../shared/models is absent (a fresh clone)");
-        var info = LlmModelInfo.FromFile(path!);
+        var info = ModelInfoReader.Read(path!);
         Assert.True(info.IsVocabularyOnly);
         Assert.True(info.VocabularySize > 30000);
         Assert.Equal("VocabularyOnlyModel", AcquireFails(path!).ErrorId);

@@ -123,9 +123,9 @@ public sealed class ModelCache
     private static LoadedModel Load(string path, int gpuLayers, bool vocabOnly, IEngineEvents events, CancellationToken cancel)
     {
         // Managed validation first: llama.cpp aborts the whole process on some malformed files.
-        var file = LlmModelInfo.ReadValidated(path);
+        var file = ModelInfoReader.ReadValidated(path);
         if (!vocabOnly) GgufValidator.RequireWeights(file);
-        var info = LlmModelInfo.FromGguf(file);
+        var info = ModelInfoReader.FromGguf(file);
         NativeRuntime.EnsureLoaded();
 
         int layers = gpuLayers >= 0 ? gpuLayers : NativeRuntime.Backend.GpuOffloadSupported ? 999 : 0;

@@ -80,7 +80,7 @@ public sealed class GetLlmModelCommand : LlmCmdlet
     {
         try
         {
-            var info = LlmModelInfo.FromFile(file);
+            var info = ModelInfoReader.Read(file);
             if (!requireMatch || Matches(info.Name, info.Path)) WriteObject(info);
         }
         catch (LlmException e)

@@ -1,0 +1,116 @@
+BeforeDiscovery {
+    $HasShared = Test-Path (Join-Path $PSScriptRoot '../../../shared/models/stories260K.gguf')
+}
+BeforeAll { . $PSScriptRoot/TestSetup.ps1 }
+
+Describe 'Get-LlmModel' {
+    BeforeEach { Remove-LlmModel -All }
+
+    It 'reads a file''s metadata without loading it, and tells whether it is a chat model' {
+        $chat = New-TestModel -Name 'chat.gguf' -Configure { param($o) $o.ChatTemplate = '{% for m in messages %}{{ m.content }}{% endfor %}' }
+        $info = Get-LlmModel -Path $TinyModel, $chat
+        $info | Should -HaveCount 2
+        $info[0] | Should -BeOfType ([LlmTools.LlmModelInfo])
+        $info[0].HasChatTemplate | Should -BeFalse
+        $info[1].HasChatTemplate | Should -BeTrue
+        $info[1].ChatTemplate | Should -Be '{% for m in messages %}{{ m.content }}{% endfor %}'
+        $info[0].Architecture | Should -Be 'llama'
+        $info[0].ContextLength | Should -Be 512
+        $info[0].FileType | Should -Be 'F32'
+        $info[0].ParameterCount | Should -BeGreaterThan 0
+        Get-LlmModel | Should -BeNullOrEmpty
+    }
+
+    It 'reads every GGUF in a folder' {
+        $dir = Join-Path $TestDir 'folder'
+        New-Item -ItemType Directory -Force $dir | Out-Null
+        Copy-Item $TinyModel (Join-Path $dir 'a.gguf')
+        Copy-Item $TinyModel (Join-Path $dir 'b.gguf')
+        (Get-LlmModel -Path $dir).Path | Split-Path -Leaf | Should -Be @('a.gguf', 'b.gguf')
+    }
+
+    It 'lists the models on disk with -ListAvailable (LLMTOOLS_MODEL_PATH and the Hugging Face cache)' {
+        $dir = Join-Path $TestDir 'available'
+        $hub = Join-Path $TestDir 'hf/hub/models--org--tiny-GGUF/snapshots/abc123'
+        New-Item -ItemType Directory -Force $dir, $hub | Out-Null
+        Copy-Item $TinyModel (Join-Path $dir 'listed.gguf')
+        Copy-Item $TinyModel (Join-Path $hub 'tiny-Q8_0.gguf')
+        $env:LLMTOOLS_MODEL_PATH = $dir
+        $env:HF_HUB_CACHE = Join-Path $TestDir 'hf/hub'
+        try {
+            $found = (Get-LlmModel -ListAvailable).Path
+            $found | Should -Contain (Join-Path $dir 'listed.gguf')
+            $found | Should -Contain (Join-Path $hub 'tiny-Q8_0.gguf')
+            (Get-LlmModel -ListAvailable -Name 'listed*').Path | Should -Be (Join-Path $dir 'listed.gguf')
+        } finally {
+            Remove-Item Env:LLMTOOLS_MODEL_PATH, Env:HF_HUB_CACHE
+        }
+    }
+
+    It 'lists the loaded models with their load facts' {
+        Invoke-LlmCompletion 'hi' -Model $TinyModel -MaxTokens 1 | Out-Null
+        $m = Get-LlmModel
+        $m | Should -HaveCount 1
+        $m.Path | Should -Be $TinyModel
+        $m.Contexts | Should -Be 1
+        $m.LoadDuration | Should -BeGreaterThan ([timespan]::Zero)
+        $m.GpuLayers | Should -Be 0
+    }
+
+    It 'describes stories260K' -Skip:(-not $HasShared) {
+        $info = Get-LlmModel -Path $Stories
+        $info.ParameterCount | Should -Be 292800
+        $info.LayerCount | Should -Be 5
+        $info.VocabularySize | Should -Be 512
+        $info.HasChatTemplate | Should -BeFalse
+    }
+}
+
+Describe 'Import-LlmModel and Remove-LlmModel' {
+    BeforeEach { Remove-LlmModel -All }
+
+    It 'loads weights and a context now, so the next call pays no load' {
+        $loaded = Import-LlmModel -Model $TinyModel -ContextSize 256
+        $loaded | Should -BeOfType ([LlmTools.LlmLoadedModel])
+        $loaded.Contexts | Should -Be 1
+        $r = Invoke-LlmCompletion 'Once' -Model $TinyModel -ContextSize 256 -MaxTokens 2
+        $r.LoadDuration | Should -Be ([timespan]::Zero)
+        (Get-LlmModel).Contexts | Should -Be 1
+    }
+
+    It 'unloads with -WhatIf doing nothing, and leaves the file alone' {
+        Import-LlmModel -Model $TinyModel | Out-Null
+        Remove-LlmModel -Model $TinyModel -WhatIf
+        @(Get-LlmModel) | Should -HaveCount 1
+        Get-LlmModel | Remove-LlmModel
+        Get-LlmModel | Should -BeNullOrEmpty
+        Test-Path $TinyModel | Should -BeTrue
+        (Invoke-LlmCompletion 'Once' -Model $TinyModel -MaxTokens 1).LoadDuration | Should -BeGreaterThan ([timespan]::Zero)
+    }
+
+    It 'says when a model is not loaded' {
+        { Remove-LlmModel -Model $TinyModel -ErrorAction Stop } | Should -Throw -ErrorId 'ModelNotLoaded,LlmTools.Commands.RemoveLlmModelCommand'
+    }
+}
+
+Describe 'Measure-LlmToken' {
+    It 'counts tokens with ids and pieces, BOS included as generation sees it' {
+        $t = Measure-LlmToken -Text 'the little girl' -Model $TinyModel
+        $t | Should -BeOfType ([LlmTools.LlmTokenization])
+        $t.Count | Should -Be $t.Ids.Count
+        $t.Ids[0] | Should -Be 1
+        (($t.Pieces[1..($t.Count - 1)] -join '') -replace [char]0x2581, ' ').Trim() | Should -Be 'the little girl'
+        (Measure-LlmToken -Text 'the little girl' -Model $TinyModel -NoSpecialTokens).Count | Should -Be ($t.Count - 1)
+        $t.ContextLength | Should -Be 512
+    }
+
+    It 'takes text from the pipeline' {
+        $counts = 'a', 'the dog', 'the little dog' | Measure-LlmToken -Model $TinyModel | ForEach-Object Count
+        $counts | Should -Be @(2, 3, 4)
+    }
+
+    It 'matches llama.cpp''s test vectors on real tokenizers' -Skip:(-not $HasShared) {
+        (Measure-LlmToken 'Hello world, this is a test.' -Model (Join-Path $SharedModels 'vocab/ggml-vocab-gpt-2.gguf') -NoSpecialTokens).Ids |
+            Should -Be @(15496, 995, 11, 428, 318, 257, 1332, 13)
+    }
+}
