@@ -19,7 +19,7 @@ param(
     [string] $Configuration = 'Release',
     # Adds LLamaSharp.Backend.Cuda12 (where the NuGet registry serves it).
     [switch] $Cuda,
-    # Extra arguments for the benchmark (e.g. '--quick').
+    # Extra arguments for tests/Invoke-Benchmark.ps1 (e.g. '-Quick').
     [string[]] $BenchArguments = @(),
     # Run: the GGUF model to run (default: ../shared/models/stories260K.gguf, else the tests' tiny model).
     [string] $Model,
@@ -110,8 +110,10 @@ function Invoke-Test {
 
 function Invoke-Bench {
     Invoke-Build
-    Invoke-Dotnet run --project (Join-Path $root 'tests/LlmTools.Benchmarks') -c Release -nologo -v q -- `
-        --module $moduleDir --out (Join-Path $out 'bench') @BenchArguments
+    Invoke-Dotnet build (Join-Path $root 'tests/LlmTools.Benchmarks') -c $Configuration -nologo -v q
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'tests/Invoke-Benchmark.ps1') `
+        -ModulePath $moduleDir -OutDir (Join-Path $out 'bench') -Configuration $Configuration @BenchArguments
+    if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
 }
 
 function Invoke-Run {

@@ -1,0 +1,158 @@
+#requires -Version 7.6
+<#
+.SYNOPSIS
+    Speed of Invoke-LlmCompletion side by side with LLamaSharp called directly, in one process and one run.
+.DESCRIPTION
+    (a) Invoke-LlmCompletion, (b) LLamaSharp's StatelessExecutor, (c) a native decode loop (the ceiling), on the same
+    model file and thread count, rounds interleaved so that the machine's noise hits all three alike. Also the
+    per-call overhead of the cmdlet over 100 short prompts on a cached model. Prints a table and writes
+    bench.json and bench.svg. Compare the ratios within one run, never absolute numbers across runs.
+#>
+param(
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $OutDir,
+    [string] $Configuration = 'Release',
+    [int] $Threads = [Environment]::ProcessorCount,
+    [int] $PromptWords = 150,
+    [int] $GenerateTokens = 64,
+    [int] $Rounds = 3,
+    [int] $ShortPrompts = 100,
+    # A smaller model and fewer rounds, to check the benchmark itself quickly.
+    [switch] $Quick
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+$rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
+New-Item -ItemType Directory -Force $OutDir | Out-Null
+Import-Module (Join-Path $ModulePath 'LlmTools.psd1') -Force
+$backend = Get-LlmBackend   # loads the engine and llama.cpp
+
+# The direct paths run inside the engine's AssemblyLoadContext: the same LLamaSharp and llama.cpp as the cmdlet.
+Add-Type -Path (Join-Path $PSScriptRoot "LlmTools.TestModels/bin/$Configuration/net10.0/$rid/LlmTools.TestModels.dll")
+$alc = [System.Runtime.Loader.AssemblyLoadContext]::All | Where-Object Name -eq 'LlmTools.Engine'
+$benchAsm = $alc.LoadFromAssemblyPath((Join-Path $PSScriptRoot "LlmTools.Benchmarks/bin/$Configuration/net10.0/$rid/LlmTools.Benchmarks.dll"))
+$direct = $benchAsm.GetType('LlmTools.Benchmarks.Direct')
+
+$vocab = Join-Path $PSScriptRoot '../../shared/models/vocab/ggml-vocab-llama-spm.gguf'
+if ($Quick) {
+    $model = Join-Path $OutDir 'bench-quick.gguf'
+    if (-not (Test-Path $model)) {
+        $o = [LlmTools.TestModels.TinyModelOptions]::new()
+        $o.Embedding = 256; $o.Layers = 4; $o.Heads = 4; $o.KvHeads = 2; $o.FeedForward = 768; $o.Q8 = $true; $o.ContextLength = 2048
+        [LlmTools.TestModels.TinyModel]::Write($model, $o) | Out-Null
+    }
+    $Rounds = 2; $ShortPrompts = 20
+} else {
+    Write-Host 'Preparing the benchmark model (about 0.5B parameters, Q8_0; written once, then cached)...'
+    $model = $direct::EnsureModel($OutDir, $vocab)
+}
+$info = Get-LlmModel -Path $model
+Write-Host ("Model: {0} ({1:N0} parameters, {2}, {3:N0} MB), {4} threads, backend {5}" -f
+    (Split-Path $model -Leaf), $info.ParameterCount, $info.FileType, ($info.SizeBytes / 1MB), $Threads, $backend.Variant)
+
+$contextSize = 1024
+$direct::Load($model, $Threads, $contextSize)
+Import-LlmModel -Model $model -Threads $Threads -ContextSize $contextSize | Out-Null
+
+$words = 'the a little girl named lily saw big red ball in park one day she went to play with her friend dog cat ' +
+         'and they were happy sun was hot so we ran home mom said good night story time tree bird sky blue green' -split ' '
+$random = [Random]::new(2024)
+function New-Prompt([int] $count) { (1..$count | ForEach-Object { $words[$random.Next($words.Count)] }) -join ' ' }
+
+# Warm-up: one of each, not measured.
+$warm = New-Prompt 20
+Invoke-LlmCompletion $warm -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 4 -Temperature 0 -RepeatPenalty 1 | Out-Null
+$direct::Executor($warm, 4) | Out-Null
+$direct::Native($warm, 4) | Out-Null
+
+$rows = [System.Collections.Generic.List[object]]::new()
+for ($r = 1; $r -le $Rounds; $r++) {
+    # A different prompt per path and round: the cmdlet's prefix reuse must not make its prompt look free.
+    $order = @('a', 'b', 'c')
+    $order = $order[($r % 3)..2] + $order[0..(($r % 3) - 1)] | Select-Object -First 3
+    foreach ($path in $order) {
+        $prompt = "$(Get-Random -SetSeed ($r * 10 + [int][char]$path) -Maximum 1000) " + (New-Prompt $PromptWords)
+        switch ($path) {
+            'a' {
+                $res = Invoke-LlmCompletion $prompt -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens $GenerateTokens -Temperature 0 -RepeatPenalty 1
+                $rows.Add([pscustomobject]@{ Round = $r; Path = 'a'; PromptTokens = $res.PromptTokens - $res.CachedPromptTokens
+                    PromptTps = $res.PromptTokensPerSecond; GenTokens = $res.CompletionTokens; GenTps = $res.TokensPerSecond })
+            }
+            default {
+                $m = if ($path -eq 'b') { $direct::Executor($prompt, $GenerateTokens) } else { $direct::Native($prompt, $GenerateTokens) }
+                $rows.Add([pscustomobject]@{ Round = $r; Path = $path; PromptTokens = $m.PromptTokens
+                    PromptTps = $m.PromptTokensPerSecond; GenTokens = $m.GeneratedTokens; GenTps = $m.TokensPerSecond })
+            }
+        }
+    }
+}
+
+function Get-Median([double[]] $values) {
+    $s = $values | Sort-Object
+    if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
+}
+$names = @{ a = 'Invoke-LlmCompletion'; b = 'LLamaSharp StatelessExecutor'; c = 'native decode loop (ceiling)' }
+$summary = foreach ($p in 'a', 'b', 'c') {
+    $mine = $rows | Where-Object Path -eq $p
+    [pscustomobject]@{
+        Path            = "($p) $($names[$p])"
+        PromptTokens    = [int](Get-Median $mine.PromptTokens)
+        'Prompt tok/s'  = [math]::Round((Get-Median $mine.PromptTps), 1)
+        'Gen tok/s'     = [math]::Round((Get-Median $mine.GenTps), 1)
+    }
+}
+$ceilingPrompt = $summary[2].'Prompt tok/s'; $ceilingGen = $summary[2].'Gen tok/s'
+foreach ($s in $summary) {
+    $s | Add-Member 'Prompt vs (c)' ('{0:P1}' -f ($s.'Prompt tok/s' / $ceilingPrompt))
+    $s | Add-Member 'Gen vs (c)' ('{0:P1}' -f ($s.'Gen tok/s' / $ceilingGen))
+}
+$summary | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+
+# Per-call overhead over short prompts on a cached model: wall time per call, cmdlet vs native loop, interleaved.
+$short = 1..$ShortPrompts | ForEach-Object { New-Prompt 4 }
+$cmdletMs = @(); $nativeMs = @()
+for ($i = 0; $i -lt 3; $i++) {
+    $sw = [Diagnostics.Stopwatch]::StartNew()
+    $short | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 1 -Temperature 0 -RepeatPenalty 1 | Out-Null
+    $cmdletMs += $sw.Elapsed.TotalMilliseconds / $short.Count
+    $nativeMs += $direct::NativeMillisecondsPerCall([string[]]$short)
+}
+$overhead = [pscustomobject]@{
+    Prompts              = $short.Count
+    'Cmdlet ms/call'     = [math]::Round((Get-Median $cmdletMs), 2)
+    'Native ms/call'     = [math]::Round((Get-Median $nativeMs), 2)
+    'Overhead ms/call'   = [math]::Round((Get-Median $cmdletMs) - (Get-Median $nativeMs), 2)
+}
+$overhead | Format-Table -AutoSize | Out-String | Write-Host
+
+$direct::Unload()
+$report = [ordered]@{
+    Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
+    FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Rounds = $rows; Summary = $summary
+    Overhead = $overhead
+}
+$report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json')
+
+# A bar chart a person can open: tokens per second of each path, prompt and generation.
+$w = 720; $h = 360; $left = 70; $barW = 60; $maxV = [math]::Max(1, ($summary | ForEach-Object { $_.'Prompt tok/s'; $_.'Gen tok/s' } | Measure-Object -Maximum).Maximum)
+$colors = @{ a = '#1f77b4'; b = '#ff7f0e'; c = '#2ca02c' }
+$svg = [System.Text.StringBuilder]::new()
+[void]$svg.AppendLine("<svg xmlns='http://www.w3.org/2000/svg' width='$w' height='$h' font-family='sans-serif' font-size='12'>")
+[void]$svg.AppendLine("<rect width='100%' height='100%' fill='white'/><text x='$left' y='20' font-size='14'>LlmTools benchmark: tokens/s ($($info.FileType), $Threads threads, $(Split-Path $model -Leaf))</text>")
+$groups = @('Prompt tok/s', 'Gen tok/s')
+for ($g = 0; $g -lt 2; $g++) {
+    $x0 = $left + 40 + $g * 300
+    [void]$svg.AppendLine("<text x='$($x0 + 60)' y='$($h - 10)'>$($groups[$g])</text>")
+    for ($i = 0; $i -lt 3; $i++) {
+        $v = $summary[$i].($groups[$g]); $bh = [int](($h - 90) * $v / $maxV); $x = $x0 + $i * ($barW + 10); $y = $h - 40 - $bh
+        $key = 'a', 'b', 'c' | Select-Object -Index $i
+        [void]$svg.AppendLine("<rect x='$x' y='$y' width='$barW' height='$bh' fill='$($colors[$key])'/><text x='$($x + 5)' y='$($y - 4)'>$v</text>")
+    }
+}
+for ($i = 0; $i -lt 3; $i++) {
+    $key = 'a', 'b', 'c' | Select-Object -Index $i
+    [void]$svg.AppendLine("<rect x='$($w - 250)' y='$(35 + $i * 18)' width='12' height='12' fill='$($colors[$key])'/><text x='$($w - 232)' y='$(46 + $i * 18)'>($key) $($names[$key])</text>")
+}
+[void]$svg.AppendLine('</svg>')
+Set-Content (Join-Path $OutDir 'bench.svg') $svg.ToString()
+Write-Host "Figures: $(Join-Path $OutDir 'bench.json'); chart: $(Join-Path $OutDir 'bench.svg')"
