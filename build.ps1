@@ -57,6 +57,10 @@ function Invoke-Build {
     Move-Item (Join-Path $moduleDir 'engine/LlmTools.Contracts.dll'), (Join-Path $moduleDir 'engine/LlmTools.Contracts.pdb') $moduleDir -Force
     Copy-Item (Join-Path $root 'src/LlmTools/LlmTools.format.ps1xml'), (Join-Path $root 'src/LlmTools/LlmTools.types.ps1xml') $moduleDir
     Copy-Item (Join-Path $root 'LlmTools.psd1') $moduleDir
+    # Help: MAML written from the cmdlets' doc comments (in a child pwsh: it imports the module just built).
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'src/LlmTools/New-MamlHelp.ps1') `
+        -ModuleDir $moduleDir -DocumentationFile (Join-Path $staging 'LlmTools.xml')
+    if ($LASTEXITCODE -ne 0) { throw 'Writing the help failed.' }
     Remove-Item $staging -Recurse -Force
     # Only this platform's native libraries are kept (LLamaSharp ships seven platforms' worth).
     Get-ChildItem (Join-Path $moduleDir 'engine/runtimes') -Directory -ErrorAction SilentlyContinue |

@@ -105,7 +105,7 @@ public static class Direct
     {
         var ctx = _context!;
         var model = _weights!.NativeHandle;
-        ctx.MemoryClear(true);
+        ctx.MemoryClear(false);
         var tokens = model.Tokenize(prompt, model.Vocab.ShouldAddBOS, true, Encoding.UTF8);
         var batch = new LLamaBatch();
         var sw = Stopwatch.StartNew();

@@ -92,3 +92,23 @@ Import-Module '$ModulePath/LlmTools.psd1'
         $completions.CompletionText | Should -Contain $TinyModel
     }
 }
+
+Describe 'Help' {
+    BeforeAll { . $PSScriptRoot/TestSetup.ps1 }
+
+    It 'has a synopsis, parameter descriptions and examples for <_>' -ForEach @(
+        'Invoke-LlmCompletion', 'Get-LlmModel', 'Import-LlmModel', 'Remove-LlmModel', 'Measure-LlmToken', 'Get-LlmBackend'
+    ) {
+        $help = Get-Help $_ -Full
+        $help.Synopsis | Should -Not -BeNullOrEmpty
+        $help.Synopsis | Should -Not -Match '^\s*\w+-\w+\s*\[' -Because 'a real synopsis, not the generated syntax'
+        @($help.Examples.Example).Count | Should -BeGreaterThan 0
+        foreach ($p in @($help.Parameters.Parameter | Where-Object { $_ })) {
+            ($p.Description.Text -join '') | Should -Not -BeNullOrEmpty -Because "$_ -$($p.Name) needs a description"
+        }
+    }
+
+    It 'says what -MaxTokens counts' {
+        ((Get-Help Invoke-LlmCompletion -Parameter MaxTokens).Description.Text -join '') | Should -Match 'prompt never counts'
+    }
+}

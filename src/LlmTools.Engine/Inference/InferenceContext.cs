@@ -66,7 +66,7 @@ internal sealed unsafe class InferenceContext : IDisposable
     /// <summary>Forgets everything in the KV cache (after an aborted decode its contents are unknown).</summary>
     public void Clear()
     {
-        Handle.MemoryClear(true);
+        Handle.MemoryClear(false); // cells are marked free; zeroing gigabytes of KV data is not needed
         CachedTokens.Clear();
     }
 

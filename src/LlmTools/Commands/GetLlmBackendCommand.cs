@@ -3,7 +3,13 @@ using LlmTools.Engine.Native;
 
 namespace LlmTools.Commands;
 
-/// <summary>Which llama.cpp library variant runs models in this session, why it was chosen, and whether a GPU can be used.</summary>
+/// <summary>
+/// Tells which llama.cpp library variant runs models in this session, why it was chosen, and whether a GPU can be used.
+/// </summary>
+/// <example>
+/// <code>Get-LlmBackend</code>
+/// <para>On a machine without an NVIDIA driver: Variant avx512, "no NVIDIA driver library (libcuda) was found".</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "LlmBackend")]
 [OutputType(typeof(LlmBackendInfo))]
 public sealed class GetLlmBackendCommand : LlmCmdlet

@@ -4,8 +4,22 @@ namespace LlmTools.Commands;
 
 /// <summary>
 /// Lists the models loaded in this session; with -ListAvailable the GGUF files in the known model folders; with
-/// -Path the metadata of given files or folders (read from the header, no weights loaded).
+/// -Path the metadata of given files or folders, read from the header without loading weights.
 /// </summary>
+/// <remarks>
+/// <para>The metadata tells what a user checks first: architecture, parameters, quantization (FileType), context
+/// length, and whether the model has a chat template (HasChatTemplate) or is a base model.</para>
+/// <para>-ListAvailable searches the folders in LLMTOOLS_MODEL_PATH, ~/.cache/llmtools/models and the Hugging Face
+/// cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).</para>
+/// </remarks>
+/// <example>
+/// <code>Get-LlmModel -Path ./models | Format-Table Name, Parameters, FileType, ContextLength, HasChatTemplate</code>
+/// <para>Describes every GGUF file under ./models.</para>
+/// </example>
+/// <example>
+/// <code>Get-LlmModel</code>
+/// <para>Lists the models loaded in this session, with their load time and contexts.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "LlmModel", DefaultParameterSetName = LoadedSet)]
 [OutputType(typeof(LlmLoadedModel), ParameterSetName = [LoadedSet])]
 [OutputType(typeof(LlmModelInfo), ParameterSetName = [AvailableSet, PathSet])]
@@ -21,6 +35,7 @@ public sealed class GetLlmModelCommand : LlmCmdlet
     [SupportsWildcards]
     public string[]? Name { get; set; }
 
+    /// <summary>List the GGUF files in the known model folders instead of the loaded models.</summary>
     [Parameter(Mandatory = true, ParameterSetName = AvailableSet)]
     public SwitchParameter ListAvailable { get; set; }
 

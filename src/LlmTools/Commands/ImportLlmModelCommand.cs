@@ -2,7 +2,14 @@ using System.Management.Automation;
 
 namespace LlmTools.Commands;
 
-/// <summary>Loads a model (weights and a context) into the session cache now, so later calls start at once.</summary>
+/// <summary>
+/// Loads a model (weights and a context) into the session cache now, so later calls start at once. A progress bar
+/// shows long loads; Ctrl+C cancels.
+/// </summary>
+/// <example>
+/// <code>Import-LlmModel -Model ./model.gguf -ContextSize 8192</code>
+/// <para>Loads the weights and creates an 8192-token context that later calls with the same options reuse.</para>
+/// </example>
 [Cmdlet(VerbsData.Import, "LlmModel")]
 [OutputType(typeof(LlmLoadedModel))]
 public sealed class ImportLlmModelCommand : ModelCmdlet

@@ -2,7 +2,14 @@ using System.Management.Automation;
 
 namespace LlmTools.Commands;
 
-/// <summary>Unloads a model from the session cache and frees its memory. The file on disk is left alone.</summary>
+/// <summary>
+/// Unloads a model from the session cache and frees its memory. The file on disk is left alone.
+/// </summary>
+/// <remarks><para>A call still using the model finishes first; the memory is freed when it ends.</para></remarks>
+/// <example>
+/// <code>Get-LlmModel | Remove-LlmModel -WhatIf</code>
+/// <para>Shows which models would be unloaded.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Remove, "LlmModel", SupportsShouldProcess = true, DefaultParameterSetName = ModelSet)]
 [OutputType(typeof(void))]
 public sealed class RemoveLlmModelCommand : LlmCmdlet
@@ -10,11 +17,13 @@ public sealed class RemoveLlmModelCommand : LlmCmdlet
     private const string ModelSet = "Model";
     private const string AllSet = "All";
 
+    /// <summary>Path of the loaded model (as Get-LlmModel shows it).</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ModelSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("Path", "FullName", "ModelPath")]
     [ArgumentCompleter(typeof(LoadedModelArgumentCompleter))]
     public string[] Model { get; set; } = [];
 
+    /// <summary>Unload every model.</summary>
     [Parameter(Mandatory = true, ParameterSetName = AllSet)]
     public SwitchParameter All { get; set; }
 
