@@ -112,3 +112,35 @@ Describe 'Help' {
         ((Get-Help Invoke-LlmCompletion -Parameter MaxTokens).Description.Text -join '') | Should -Match 'prompt never counts'
     }
 }
+
+Describe 'Native library selection' {
+    BeforeAll { . $PSScriptRoot/TestSetup.ps1 }
+
+    It 'uses the llama.cpp libraries in LLMTOOLS_LLAMA_LIBRARY_PATH' {
+        $folder = Join-Path $ModulePath "engine/runtimes/$([System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier)/native/avx2"
+        $script = "`$env:LLMTOOLS_LLAMA_LIBRARY_PATH = '$folder'; Import-Module '$ModulePath/LlmTools.psd1'; `$b = Get-LlmBackend; `$b.Variant; `$b.LibraryPath; (Invoke-LlmCompletion 'Once' -Model '$TinyModel' -MaxTokens 3).CompletionTokens"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $out[0] | Should -Be 'custom'
+        $out[1] | Should -Be (Join-Path $folder 'libllama.so')
+        $out[2] | Should -Be '3'
+    }
+
+    It 'says what to do when LLMTOOLS_LLAMA_LIBRARY_PATH has no llama.cpp library' {
+        $script = "`$env:LLMTOOLS_LLAMA_LIBRARY_PATH = '$TestDir'; Import-Module '$ModulePath/LlmTools.psd1'; try { Get-LlmBackend } catch { `$_.FullyQualifiedErrorId }; 'still running'"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $out | Should -Contain 'NativeLibraryPathInvalid,LlmTools.Commands.GetLlmBackendCommand'
+        $out | Should -Contain 'still running'
+    }
+
+    It 'shows progress while a model loads' {
+        Remove-LlmModel -All
+        $ps = [powershell]::Create()
+        $null = $ps.AddScript("Import-Module '$ModulePath/LlmTools.psd1'; Import-LlmModel -Model '$TinyModel'")
+        $null = $ps.Invoke()
+        $ps.Streams.Error | Should -BeNullOrEmpty
+        $activities = $ps.Streams.Progress | Where-Object Activity -like 'Loading*'
+        $activities | Should -Not -BeNullOrEmpty
+        ($activities | Where-Object RecordType -eq 'Completed') | Should -Not -BeNullOrEmpty
+        $ps.Dispose()
+    }
+}

@@ -59,13 +59,18 @@ public static class NativeRuntime
         {
             if (_backend is not null) return;
             if (_loadFailure is not null) throw _loadFailure;
-            Configure();
             try
             {
+                Configure();
                 NativeApi.llama_empty_call();
                 _backend = DescribeLoaded();
             }
-            catch (Exception e) when (e is not LlmException)
+            catch (LlmException e)
+            {
+                _loadFailure = e; // the configuration cannot change within the process: say the same thing every time
+                throw;
+            }
+            catch (Exception e)
             {
                 _loadFailure = new LlmException("NativeLibraryLoadFailed", LlmErrorKind.ResourceUnavailable,
                     $"llama.cpp's native library could not be loaded: {e.Message} " +
