@@ -3,14 +3,16 @@ namespace LlmTools;
 /// <summary>The result of one completion: the continuation and how it was produced.</summary>
 public sealed class LlmCompletionResult
 {
-    /// <summary>The exact continuation, never trimmed: Prompt + Text is the whole document.</summary>
+    /// <summary>The exact continuation, never trimmed: Prefix + Prompt + Text is the whole document.</summary>
     public required string Text { get; init; }
     public required string Prompt { get; init; }
+    /// <summary>Text put in front of every prompt of the call (-Prefix); empty when none.</summary>
+    public string Prefix { get; init; } = "";
     public required string Model { get; init; }
     public required string ModelPath { get; init; }
-    /// <summary>Tokens in the prompt (including BOS when the model adds it).</summary>
+    /// <summary>Tokens in the prefix and prompt (including BOS when the model adds it).</summary>
     public required int PromptTokens { get; init; }
-    /// <summary>Prompt tokens whose state was reused from the previous call (a shared prefix), not evaluated again.</summary>
+    /// <summary>Prompt tokens whose KV state was reused (a prefix shared with an earlier prompt), not evaluated again.</summary>
     public required int CachedPromptTokens { get; init; }
     public required int CompletionTokens { get; init; }
     public required LlmStopReason StopReason { get; init; }

@@ -19,10 +19,13 @@ internal sealed unsafe class InferenceContext : IDisposable
         Options = options;
         _abortHandle = GCHandle.Alloc(_abort);
         var p = LLamaContextParams.Default();
-        p.n_ctx = (uint)options.ContextSize;
+        // A batched context holds every sequence's tokens in one unified KV cache (sequence 0 keeps a shared prefix
+        // whose cells the other sequences share, not copy).
+        p.n_ctx = (uint)(options.ContextSize * options.Sequences);
         p.n_batch = (uint)options.BatchSize;
         p.n_ubatch = (uint)Math.Min(512, options.BatchSize);
-        p.n_seq_max = 1;
+        p.n_seq_max = (uint)(options.Sequences == 1 ? 1 : options.Sequences + 1);
+        p.kv_unified = options.Sequences > 1;
         p.n_threads = options.Threads;
         p.n_threads_batch = options.Threads;
         // llama.cpp calls this between graph nodes: it makes Ctrl+C stop a long prompt evaluation promptly.
@@ -86,5 +89,5 @@ internal sealed unsafe class InferenceContext : IDisposable
         data != IntPtr.Zero && GCHandle.FromIntPtr(data).Target is AbortState { Abort: true } ? (byte)1 : (byte)0;
 }
 
-/// <summary>Context options with every default filled in.</summary>
-internal readonly record struct ResolvedContextOptions(int ContextSize, int Threads, int BatchSize);
+/// <summary>Context options with every default filled in. ContextSize is per sequence.</summary>
+internal readonly record struct ResolvedContextOptions(int ContextSize, int Threads, int BatchSize, int Sequences = 1);

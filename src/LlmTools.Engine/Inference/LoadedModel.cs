@@ -59,21 +59,28 @@ internal sealed class LoadedModel
         return 2L * Info.LayerCount * contextSize * embdKv * 2;
     }
 
+    /// <summary>Whether a context of this many cells fits in memory (its KV cache takes at most half of what is free).</summary>
+    public bool KvFits(long cells) => EstimateKvBytes((int)Math.Min(cells, int.MaxValue)) <= GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+
     public InferenceContext RentContext(ResolvedContextOptions options, IEngineEvents events)
     {
         lock (_gate)
         {
             if (_disposed) throw new ObjectDisposedException(Info.Path);
             if (_idle.TryGetValue(options, out var stack) && stack.Count > 0)
-                return stack.Pop();
+            {
+                var idle = stack.Pop();
+                idle.AbortRequested = false; // a cancelled call may have left it set
+                return idle;
+            }
         }
-        long kv = EstimateKvBytes(options.ContextSize);
+        long kv = EstimateKvBytes(options.ContextSize * options.Sequences);
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (kv > available / 2)
             throw new LlmException("ContextTooLarge", LlmErrorKind.LimitsExceeded,
-                $"A context of {options.ContextSize} tokens needs about {kv / (1 << 20)} MiB of KV cache, more than half of the " +
+                $"A context of {options.ContextSize * options.Sequences} tokens needs about {kv / (1 << 20)} MiB of KV cache, more than half of the " +
                 $"{available / (1 << 20)} MiB this machine has. Use a smaller -ContextSize.", options.ContextSize);
-        events.Verbose($"Creating a context of {options.ContextSize} tokens ({kv / 1024} KiB KV cache), {options.Threads} threads, batch {options.BatchSize}.");
+        events.Verbose($"Creating a context of {options.ContextSize} tokens x {options.Sequences} sequences ({kv / 1024} KiB KV cache), {options.Threads} threads, batch {options.BatchSize}.");
         var ctx = new InferenceContext(this, options);
         Interlocked.Increment(ref _contextCount);
         return ctx;

@@ -1,0 +1,159 @@
+using Xunit;
+
+namespace LlmTools.Engine.Tests;
+
+public class BatchTests
+{
+    private static readonly ContextOptions Context = new() { Threads = 1, ContextSize = 256 };
+    private static readonly CompletionOptions Greedy = new() { Temperature = 0, RepeatPenalty = 1, MaxTokens = 24 };
+
+    public static TheoryData<string> Models() => ["tiny", "stories260K.gguf"];
+
+    private static string PathOf(string model)
+    {
+        if (model == "tiny") return TestFiles.TinyModelPath;
+        var p = TestFiles.Shared(model);
+        Skip.If(p is null, "../shared/models is absent (a fresh clone)");
+        return p!;
+    }
+
+    private static readonly string[] Prompts =
+    [
+        "Once upon a time", "The little dog", "She saw a big red ball in the park and",
+        "Tom", "One day the sun was hot so they went to the water to play", "Lily and Ben were friends.",
+        "The cat", "Mom said good night",
+    ];
+
+    /// <summary>Runs every prompt through a generator, adding as slots free up, and returns results by input order.</summary>
+    private static LlmCompletionResult[] RunBatched(ModelLease lease, IReadOnlyList<string> prompts, int parallel, CompletionOptions options,
+        string prefix = "", Action<BatchGenerator>? inspect = null, Dictionary<long, LlmException>? errors = null)
+    {
+        var results = new LlmCompletionResult?[prompts.Count];
+        using var generator = new BatchGenerator(lease, options, Context, parallel, prefix, NullEngineEvents.Instance);
+        inspect?.Invoke(generator);
+        int next = 0;
+        while (next < prompts.Count || generator.Active > 0)
+        {
+            while (next < prompts.Count && generator.HasFreeSlot)
+            {
+                try { generator.Add(next, prompts[next]); }
+                catch (LlmException e) when (errors is not null) { errors[next] = e; }
+                next++;
+            }
+            foreach (var (id, r) in generator.Step(default)) results[id] = r;
+        }
+        return results.Select(r => r!).ToArray();
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Models))]
+    public void GreedyBatchedTextsEqualSequentialOnes(string model)
+    {
+        using var lease = ModelCache.Instance.Acquire(PathOf(model), new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        var sequential = Prompts.Select(p => CompletionEngine.Complete(lease, p, Greedy, Context, NullEngineEvents.Instance, default)).ToArray();
+        foreach (int parallel in new[] { 2, 4, 8 })
+        {
+            var batched = RunBatched(lease, Prompts, parallel, Greedy);
+            for (int i = 0; i < Prompts.Length; i++)
+            {
+                Assert.Equal(Prompts[i], batched[i].Prompt);
+                Assert.Equal(sequential[i].Text, batched[i].Text);
+                Assert.Equal(sequential[i].CompletionTokens, batched[i].CompletionTokens);
+                Assert.Equal(sequential[i].StopReason, batched[i].StopReason);
+                Assert.Equal(sequential[i].PromptTokens, batched[i].PromptTokens);
+            }
+        }
+    }
+
+    [Fact]
+    public void ItemsOfVeryDifferentLengthsFinishOutOfOrderButKeepTheirIds()
+    {
+        using var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        using var generator = new BatchGenerator(lease, Greedy with { MaxTokens = 40 }, Context, 4, "", NullEngineEvents.Instance);
+        var longOptions = Greedy with { MaxTokens = 40 };
+        generator.Add(0, "Once upon a time there was a little girl");
+        generator.Add(1, "The dog");
+        var order = new List<long>();
+        while (generator.Active > 0) order.AddRange(generator.Step(default).Select(r => r.Id));
+        Assert.Equal(2, order.Count);
+        Assert.Contains(0L, order);
+        Assert.Contains(1L, order);
+    }
+
+    [Fact]
+    public void AFailingItemDoesNotStopTheBatch()
+    {
+        using var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        var tooLong = string.Join(" ", Enumerable.Repeat("the little girl", 200));
+        var prompts = new[] { "Once upon a time", tooLong, "The dog" };
+        var errors = new Dictionary<long, LlmException>();
+        var results = new LlmCompletionResult?[3];
+        using var generator = new BatchGenerator(lease, Greedy, Context, 4, "", NullEngineEvents.Instance);
+        for (int i = 0; i < 3; i++)
+        {
+            try { generator.Add(i, prompts[i]); }
+            catch (LlmException e) { errors[i] = e; }
+        }
+        while (generator.Active > 0)
+            foreach (var (id, r) in generator.Step(default)) results[id] = r;
+        Assert.Equal("PromptTooLong", Assert.Single(errors).Value.ErrorId);
+        Assert.Equal(1, Assert.Single(errors).Key);
+        Assert.NotNull(results[0]);
+        Assert.NotNull(results[2]);
+        Assert.Equal(CompletionEngine.Complete(lease, "The dog", Greedy, Context, NullEngineEvents.Instance, default).Text, results[2]!.Text);
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Models))]
+    public void ASharedPrefixIsEvaluatedOnceAndKeptForLaterCalls(string model)
+    {
+        var path = PathOf(model);
+        using var lease = ModelCache.Instance.Acquire(path, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        const string prefix = "Once upon a time there was a little girl named Lily. She loved to play in the park with her dog. One day";
+        int prefixTokens = CompletionEngine.Tokenize(lease, prefix).Count;
+        var endings = new[] { " she saw a bird", " the sun was hot", " Tom came", " her mom said" };
+        int firstEvaluated = -1, secondEvaluated = -1;
+        var first = RunBatched(lease, endings, 4, Greedy, prefix, g => firstEvaluated = g.PrefixTokensEvaluated);
+        var second = RunBatched(lease, endings, 4, Greedy, prefix, g => secondEvaluated = g.PrefixTokensEvaluated);
+        Assert.Equal(prefixTokens, firstEvaluated);
+        Assert.Equal(0, secondEvaluated); // still in sequence 0 from the first call
+        foreach (var r in first.Concat(second))
+        {
+            Assert.True(r.CachedPromptTokens >= prefixTokens - 1, $"{r.CachedPromptTokens} of {prefixTokens} prefix tokens shared");
+            Assert.Equal(prefix, r.Prefix);
+        }
+        // And the texts are those of one-at-a-time completions of prefix + prompt.
+        for (int i = 0; i < endings.Length; i++)
+        {
+            var single = CompletionEngine.Complete(lease, endings[i], Greedy, Context, NullEngineEvents.Instance, default, prefix);
+            Assert.Equal(single.Text, first[i].Text);
+            Assert.Equal(single.Text, second[i].Text);
+        }
+    }
+
+    [Fact]
+    public void CancellationEndsEverySequenceAndLeavesTheModelUsable()
+    {
+        using var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        using var cts = new CancellationTokenSource();
+        using (var generator = new BatchGenerator(lease, Greedy with { MaxTokens = 200 }, Context, 4, "", NullEngineEvents.Instance))
+        {
+            generator.Add(0, "Once upon a time");
+            generator.Add(1, "The dog");
+            cts.Cancel();
+            var results = generator.Step(cts.Token);
+            Assert.Equal(2, results.Count);
+            Assert.All(results, r => Assert.Equal(LlmStopReason.Cancelled, r.Result.StopReason));
+        }
+        var again = RunBatched(lease, Prompts[..3], 2, Greedy);
+        Assert.Equal(CompletionEngine.Complete(lease, Prompts[2], Greedy, Context, NullEngineEvents.Instance, default).Text, again[2].Text);
+    }
+
+    [Fact]
+    public void BatchSizeOutOfRangeIsRefused()
+    {
+        using var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        var e = Assert.Throws<LlmException>(() => new BatchGenerator(lease, Greedy, Context, 0, "", NullEngineEvents.Instance));
+        Assert.Equal("BatchSizeOutOfRange", e.ErrorId);
+    }
+}
