@@ -20,9 +20,13 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
     public void Dispose()
     {
+        DisposeResources();
         _cancel.Dispose();
         GC.SuppressFinalize(this);
     }
+
+    /// <summary>Frees what the call holds (model leases, contexts); runs also when the pipeline is stopped.</summary>
+    protected virtual void DisposeResources() { }
 
     /// <summary>Runs <paramref name="work"/> on a worker thread and pumps its events here until it ends.</summary>
     protected T RunEngine<T>(Func<IEngineEvents, CancellationToken, T> work, bool streamText = false)

@@ -111,3 +111,55 @@ Describe 'Invoke-LlmCompletion' {
         $r.Model | Should -Be 'llama'
     }
 }
+
+Describe 'Invoke-LlmCompletion over many piped prompts (batched)' {
+    BeforeAll {
+        $prompts = @(
+            'Once upon a time', 'The little dog', 'She saw a big red ball in the park and', 'Tom',
+            'One day the sun was hot so they went to the water to play', 'Lily and Ben were friends.',
+            'The cat', 'Mom said good night', 'A bird', 'They ran home'
+        )
+    }
+
+    It 'gives the same greedy results as one at a time, in input order' {
+        $one = $prompts | Invoke-LlmCompletion -Model $TinyModel -MaxTokens 20 -Temperature 0 -BatchSize 1
+        $batched = $prompts | Invoke-LlmCompletion -Model $TinyModel -MaxTokens 20 -Temperature 0 -BatchSize 4
+        $batched.Prompt | Should -Be $prompts
+        $batched.Text | Should -Be $one.Text
+        $batched.CompletionTokens | Should -Be $one.CompletionTokens
+        $batched.StopReason | Should -Be $one.StopReason
+    }
+
+    It 'fails a prompt that is too long for that item only, in its place' {
+        $long = (1..100 | ForEach-Object { 'the little girl' }) -join ' '
+        $items = 'Once', $long, 'The dog', 'A bird'
+        $all = $items | Invoke-LlmCompletion -Model $TinyModel -ContextSize 64 -MaxTokens 4 -BatchSize 4 -ErrorAction Continue -ErrorVariable errs 2>&1
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -Be 'PromptTooLong,LlmTools.Commands.InvokeLlmCompletionCommand'
+        # Results and the error come out in input order.
+        $all[0].Prompt | Should -Be 'Once'
+        $all[1] | Should -BeOfType ([System.Management.Automation.ErrorRecord])
+        $all[2].Prompt | Should -Be 'The dog'
+        $all[3].Prompt | Should -Be 'A bird'
+    }
+
+    It 'evaluates a -Prefix once for every prompt, and keeps it for the next call' {
+        Remove-LlmModel -All
+        $prefix = 'Once upon a time there was a little girl named Lily. She loved to play in the park. One day'
+        $prefixTokens = (Measure-LlmToken $prefix -Model $TinyModel).Count
+        $first = ' she saw a bird', ' the sun was hot', ' Tom came' | Invoke-LlmCompletion -Model $TinyModel -Prefix $prefix -MaxTokens 8 -Temperature 0
+        $second = ' she saw a bird', ' the sun was hot', ' Tom came' | Invoke-LlmCompletion -Model $TinyModel -Prefix $prefix -MaxTokens 8 -Temperature 0
+        foreach ($r in @($first) + @($second)) {
+            $r.CachedPromptTokens | Should -BeGreaterOrEqual ($prefixTokens - 1)
+            $r.Prefix | Should -Be $prefix
+            $r.Document | Should -Be ($prefix + $r.Prompt + $r.Text)
+        }
+        $second.Text | Should -Be $first.Text
+        $single = Invoke-LlmCompletion ' the sun was hot' -Model $TinyModel -Prefix $prefix -MaxTokens 8 -Temperature 0
+        $single.Text | Should -Be $first[1].Text
+    }
+
+    It 'refuses an out-of-range -BatchSize' {
+        { Invoke-LlmCompletion 'x' -Model $TinyModel -BatchSize 0 } | Should -Throw -ErrorId 'BatchSizeOutOfRange,LlmTools.Commands.InvokeLlmCompletionCommand'
+    }
+}

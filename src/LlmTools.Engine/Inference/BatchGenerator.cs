@@ -79,7 +79,7 @@ public sealed class BatchGenerator : IDisposable
     {
         int free = Array.IndexOf(_slots, null);
         if (free < 0) throw new InvalidOperationException("No free sequence: call Step first.");
-        var sequence = new Sequence(_model, _prefix, prompt, _options, _resolved.ContextSize, _lease.LoadDuration);
+        var sequence = new Sequence(_model, _prefix, prompt, _options, _resolved.ContextSize, _lease.TakeLoadDuration());
         var slot = new Slot(id, sequence, free + 1);
         // Share the longest prefix sequence 0 holds; the last prompt token is always evaluated for its logits.
         int shared = 0, max = Math.Min(_ctx.CachedTokens.Count, sequence.Tokens.Length - 1);

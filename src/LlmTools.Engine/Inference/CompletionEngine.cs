@@ -20,7 +20,7 @@ public static class CompletionEngine
         var model = lease.Model;
         RequireWeights(model);
         var resolved = model.Resolve(contextOptions);
-        using var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.LoadDuration);
+        using var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration());
         var ctx = model.RentContext(resolved, events);
         try
         {

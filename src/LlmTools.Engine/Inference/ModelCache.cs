@@ -181,8 +181,13 @@ public sealed class ModelLease : IDisposable
     internal LoadedModel Model { get; }
     public LlmModelInfo Info => Model.Info;
     public bool FromCache { get; }
+    private int _loadReported;
+
     /// <summary>Time this call spent loading: zero when the model came from the cache.</summary>
     public TimeSpan LoadDuration => FromCache ? TimeSpan.Zero : Model.LoadDuration;
+
+    /// <summary>The load time for the first result made with this lease, zero for every later one: a load is paid once.</summary>
+    public TimeSpan TakeLoadDuration() => Interlocked.Exchange(ref _loadReported, 1) == 0 ? LoadDuration : TimeSpan.Zero;
 
     /// <summary>The cached model as the session lists it.</summary>
     public LlmLoadedModel Describe() => Model.Describe();

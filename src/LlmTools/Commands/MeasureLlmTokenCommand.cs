@@ -51,11 +51,5 @@ public sealed class MeasureLlmTokenCommand : LlmCmdlet
             WriteObject(CompletionEngine.Tokenize(_lease!, t, addSpecial: !NoSpecialTokens));
     }
 
-    protected override void EndProcessing() => _lease?.Dispose();
-
-    protected override void StopProcessing()
-    {
-        base.StopProcessing();
-        _lease?.Dispose();
-    }
+    protected override void DisposeResources() => _lease?.Dispose();
 }
