@@ -17,6 +17,12 @@ param(
     [int] $GenerateTokens = 64,
     [int] $Rounds = 3,
     [int] $ShortPrompts = 100,
+    [int[]] $BatchSizes = @(1, 2, 4, 8, 16),
+    [int] $BatchPrompts = 64,
+    [int] $BatchTokens = 16,
+    [int] $PrefixWords = 150,
+    [int] $PrefixPrompts = 32,
+    [int] $StabilityCompletions = 1000,
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
     [switch] $Quick
 )
@@ -41,7 +47,7 @@ if ($Quick) {
         $o.Embedding = 256; $o.Layers = 4; $o.Heads = 4; $o.KvHeads = 2; $o.FeedForward = 768; $o.Q8 = $true; $o.ContextLength = 2048
         [LlmTools.TestModels.TinyModel]::Write($model, $o) | Out-Null
     }
-    $Rounds = 2; $ShortPrompts = 20
+    $Rounds = 2; $ShortPrompts = 20; $BatchPrompts = 16; $PrefixPrompts = 8; $StabilityCompletions = 200
 } else {
     Write-Host 'Preparing the benchmark model (about 0.5B parameters, Q8_0; written once, then cached)...'
     $model = $direct::EnsureModel($OutDir, $vocab)
@@ -125,11 +131,81 @@ $overhead = [pscustomobject]@{
 }
 $overhead | Format-Table -AutoSize | Out-String | Write-Host
 
+# Throughput of piped prompts at several batch sizes: (a) the cmdlet, (c) the native batched loop, interleaved.
+$directBatched = $benchAsm.GetType('LlmTools.Benchmarks.DirectBatched')
+$pipedPrompts = 1..$BatchPrompts | ForEach-Object { New-Prompt 8 }
+$batchRows = foreach ($n in $BatchSizes) {
+    $sw = [Diagnostics.Stopwatch]::StartNew()
+    $res = $pipedPrompts | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize 128 -MaxTokens $BatchTokens -Temperature 0 -RepeatPenalty 1 -BatchSize $n
+    $aSeconds = $sw.Elapsed.TotalSeconds
+    $aTokens = ($res | Measure-Object CompletionTokens -Sum).Sum
+    $c = $directBatched::Run($model, [string[]]$pipedPrompts, $n, $BatchTokens, $Threads, 128)
+    [pscustomobject]@{
+        BatchSize         = $n
+        '(a) tok/s'       = [math]::Round($aTokens / $aSeconds, 1)
+        '(c) tok/s'       = [math]::Round($c.Item1 / $c.Item2, 1)
+        '(a) vs (c)'      = '{0:P1}' -f (($aTokens / $aSeconds) / ($c.Item1 / $c.Item2))
+        'same texts'      = $null -eq (Compare-Object @($res.Text) @($c.Item3) -SyncWindow 0)
+    }
+}
+$base = $batchRows[0].'(a) tok/s'
+foreach ($row in $batchRows) { $row | Add-Member '(a) vs batch 1' ('{0:N2}x' -f ($row.'(a) tok/s' / $base)) }
+Write-Host "Generated tokens per second (prompt evaluation included) for $BatchPrompts piped prompts, $BatchTokens new tokens each:"
+$batchRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+
+# A shared prefix (instructions or examples in front of every prompt): -Prefix evaluates it once.
+$prefixText = (New-Prompt $PrefixWords) + '. '
+$prefixCount = (Measure-LlmToken $prefixText -Model $model).Count
+$endings = 1..$PrefixPrompts | ForEach-Object { New-Prompt 4 }
+$sw = [Diagnostics.Stopwatch]::StartNew()
+$without = $endings | ForEach-Object { $prefixText + $_ } | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize 512 -MaxTokens 4 -Temperature 0 -RepeatPenalty 1 -BatchSize 8
+$withoutSeconds = $sw.Elapsed.TotalSeconds
+$sw.Restart()
+$with = $endings | Invoke-LlmCompletion -Model $model -Prefix $prefixText -Threads $Threads -ContextSize 512 -MaxTokens 4 -Temperature 0 -RepeatPenalty 1 -BatchSize 8
+$withSeconds = $sw.Elapsed.TotalSeconds
+$prefixRow = [pscustomobject]@{
+    PrefixTokens             = $prefixCount
+    Prompts                  = $PrefixPrompts
+    'Evaluated, no -Prefix'  = ($without | ForEach-Object { $_.PromptTokens - $_.CachedPromptTokens } | Measure-Object -Sum).Sum
+    'Evaluated, -Prefix'     = $prefixCount + ($with | ForEach-Object { $_.PromptTokens - $_.CachedPromptTokens } | Measure-Object -Sum).Sum
+    'Seconds, no -Prefix'    = [math]::Round($withoutSeconds, 2)
+    'Seconds, -Prefix'       = [math]::Round($withSeconds, 2)
+    Speedup                  = '{0:N1}x' -f ($withoutSeconds / $withSeconds)
+}
+Write-Host "A $prefixCount-token shared prefix in front of $PrefixPrompts prompts (batch 8):"
+$prefixRow | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+
+# Stability: resident memory over many completions, and what unloading gives back.
+function Get-Rss { [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [Math]::Round([System.Diagnostics.Process]::GetCurrentProcess().WorkingSet64 / 1MB, 1) }
+$small = Join-Path $OutDir 'bench-stability.gguf'
+if (-not (Test-Path $small)) {
+    $o = [LlmTools.TestModels.TinyModelOptions]::new(); $o.Embedding = 256; $o.Layers = 4; $o.Heads = 4; $o.KvHeads = 2; $o.FeedForward = 768; $o.Q8 = $true
+    [LlmTools.TestModels.TinyModel]::Write($small, $o) | Out-Null
+}
+$rss = [System.Collections.Generic.List[object]]::new()
+$step = [Math]::Max(1, [int]($StabilityCompletions / 10))
+for ($done = 0; $done -lt $StabilityCompletions; $done += $step) {
+    1..$step | ForEach-Object { New-Prompt 6 } | Invoke-LlmCompletion -Model $small -MaxTokens 4 -ContextSize 128 -BatchSize 8 | Out-Null
+    $rss.Add([pscustomobject]@{ Completions = $done + $step; RssMB = Get-Rss })
+}
+$loadedRss = Get-Rss
+Remove-LlmModel -All
 $direct::Unload()
+$unloadedRss = Get-Rss
+$stability = [pscustomobject]@{
+    'RSS after first batch MB' = $rss[0].RssMB
+    'RSS after all MB'         = $rss[-1].RssMB
+    Completions                = $rss[-1].Completions
+    'RSS loaded MB'            = $loadedRss
+    'RSS after Remove-LlmModel MB' = $unloadedRss
+}
+Write-Host 'Resident memory:'
+$stability | Format-List | Out-String | Write-Host
+
 $report = [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
     FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Rounds = $rows; Summary = $summary
-    Overhead = $overhead
+    Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Stability = $stability; RssSeries = $rss
 }
 $report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json')
 

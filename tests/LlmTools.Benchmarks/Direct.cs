@@ -141,3 +141,76 @@ public static class Direct
         return sw.Elapsed.TotalMilliseconds / prompts.Length;
     }
 }
+
+/// <summary>(c) for batches: the native decode loop over parallel sequences of one context, greedy, refilling free sequences.</summary>
+public static class DirectBatched
+{
+    /// <summary>Completes every prompt with <paramref name="parallel"/> sequences decoded together; returns total generated tokens and seconds.</summary>
+    public static (int Generated, double Seconds, string[] Texts) Run(string modelPath, string[] prompts, int parallel, int maxTokens, int threads, int contextPerSequence)
+    {
+        using var weights = LLamaWeights.LoadFromFile(new ModelParams(modelPath) { GpuLayerCount = 0, LoadMode = LLamaLoadMode.MemoryMap });
+        var model = weights.NativeHandle;
+        var p = LLamaContextParams.Default();
+        p.n_ctx = (uint)(contextPerSequence * parallel); p.n_batch = (uint)Math.Min(2048, contextPerSequence * parallel); p.n_ubatch = 512;
+        p.n_seq_max = (uint)parallel; p.kv_unified = true; p.n_threads = threads; p.n_threads_batch = threads;
+        using var ctx = SafeLLamaContextHandle.Create(model, p);
+        var samplers = Enumerable.Range(0, parallel).Select(_ =>
+        {
+            var c = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+            c.AddGreedySampler();
+            return c;
+        }).ToArray();
+        var texts = new StringBuilder[prompts.Length];
+        var slotPrompt = new int[parallel]; var slotPos = new int[parallel]; var slotGen = new int[parallel];
+        var slotToken = new LLamaToken?[parallel]; var slotTokens = new LLamaToken[]?[parallel]; var slotDone = new int[parallel];
+        var logit = new int[parallel];
+        Array.Fill(slotPrompt, -1);
+        int next = 0, generated = 0;
+        var batch = new LLamaBatch();
+        var buf = new byte[64];
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            for (int s = 0; s < parallel; s++)
+                if (slotPrompt[s] < 0 && next < prompts.Length)
+                {
+                    slotPrompt[s] = next; texts[next] = new StringBuilder();
+                    slotTokens[s] = model.Tokenize(prompts[next++], model.Vocab.ShouldAddBOS, true, Encoding.UTF8);
+                    slotDone[s] = 0; slotGen[s] = 0; slotToken[s] = null; slotPos[s] = slotTokens[s]!.Length;
+                    ctx.MemorySequenceRemove((LLamaSeqId)s, 0, -1);
+                }
+            batch.Clear();
+            Array.Fill(logit, -1);
+            for (int s = 0; s < parallel; s++)
+            {
+                if (slotPrompt[s] < 0) continue;
+                if (slotToken[s] is { } t) { logit[s] = batch.Add(t, slotPos[s]++, (LLamaSeqId)s, true); slotToken[s] = null; }
+                else if (slotDone[s] < slotTokens[s]!.Length)
+                {
+                    var toks = slotTokens[s]!;
+                    for (int i = 0; i < toks.Length; i++) { int ix = batch.Add(toks[i], i, (LLamaSeqId)s, i == toks.Length - 1); if (i == toks.Length - 1) logit[s] = ix; }
+                    slotDone[s] = toks.Length;
+                }
+            }
+            if (batch.TokenCount == 0) break;
+            if (ctx.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("decode failed");
+            for (int s = 0; s < parallel; s++)
+            {
+                if (logit[s] < 0) continue;
+                var token = samplers[s].Sample(ctx, logit[s]);
+                bool end = token.IsEndOfGeneration(model.Vocab);
+                if (!end)
+                {
+                    generated++; slotGen[s]++;
+                    int n = (int)model.TokenToSpan(token, buf, 0, false);
+                    texts[slotPrompt[s]].Append(Encoding.UTF8.GetString(buf, 0, Math.Min(n, buf.Length)));
+                }
+                if (end || slotGen[s] >= maxTokens) { slotPrompt[s] = -1; continue; }
+                slotToken[s] = token;
+            }
+        }
+        double seconds = sw.Elapsed.TotalSeconds;
+        foreach (var c in samplers) c.Dispose();
+        return (generated, seconds, texts.Select(t => t.ToString()).ToArray());
+    }
+}
