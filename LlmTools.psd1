@@ -7,7 +7,7 @@
     Author               = 'LlmTools developers'
     CompanyName          = 'LlmTools'
     Copyright            = '(c) LlmTools developers. MIT licence.'
-    Description          = 'Run GGUF language models locally through llama.cpp (LLamaSharp): completions, token counts and a session model cache that keeps models loaded across pipeline invocations.'
+    Description          = 'Find GGUF models on the Hugging Face Hub, download them into the cache Python shares, and run them locally through llama.cpp (LLamaSharp): completions, batched pipelines, token counts, and a session model cache that keeps models loaded across pipeline invocations.'
     PowerShellVersion    = '7.6'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('LlmTools.format.ps1xml')
@@ -19,6 +19,12 @@
         'Remove-LlmModel'
         'Measure-LlmToken'
         'Get-LlmBackend'
+        'Connect-HuggingFace'
+        'Disconnect-HuggingFace'
+        'Get-HuggingFaceUser'
+        'Find-LlmModel'
+        'Install-LlmModel'
+        'Uninstall-LlmModel'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -20,7 +20,7 @@ param(
     [int[]] $BatchSizes = @(1, 2, 4, 8, 16),
     [int] $BatchPrompts = 64,
     [int] $BatchTokens = 16,
-    [int] $PrefixWords = 150,
+    [int] $PrefixWords = 190,
     [int] $PrefixPrompts = 32,
     [int] $StabilityCompletions = 1000,
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
@@ -119,7 +119,7 @@ $short = 1..$ShortPrompts | ForEach-Object { New-Prompt 4 }
 $cmdletMs = @(); $nativeMs = @()
 for ($i = 0; $i -lt 3; $i++) {
     $sw = [Diagnostics.Stopwatch]::StartNew()
-    $short | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 1 -Temperature 0 -RepeatPenalty 1 | Out-Null
+    $short | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 1 -Temperature 0 -RepeatPenalty 1 -BatchSize 1 | Out-Null
     $cmdletMs += $sw.Elapsed.TotalMilliseconds / $short.Count
     $nativeMs += $direct::NativeMillisecondsPerCall([string[]]$short)
 }

@@ -13,6 +13,8 @@ public enum LlmErrorKind
     InvalidOperation,
     ResourceBusy,
     NotInstalled,
+    PermissionDenied,
+    ConnectionError,
 }
 
 /// <summary>

@@ -59,6 +59,20 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// The local file a -Model value names: a path (relative to the current location), or a Hub reference (org/name,
+    /// org/name:QUANT, org/name/file.gguf, @revision) installed into the Hugging Face cache on first use.
+    /// </summary>
+    protected string ResolveModelPath(string model)
+    {
+        var local = ResolvePath(model);
+        if (File.Exists(local) || Directory.Exists(local) || !Hub.HubReference.TryParse(model, out var reference))
+            return local;
+        var settings = Hub.HubSettings.FromEnvironment();
+        var (token, _) = HubSession.Resolve(settings);
+        return RunEngine((events, cancel) => Hub.HubModels.Install(reference!, null, null, false, token, events, cancel)).Path;
+    }
+
     /// <summary>Resolves a path as PowerShell sees it (relative to the current location, ~ expanded).</summary>
     protected string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
@@ -167,7 +181,8 @@ public abstract class ModelCmdlet : LlmCmdlet
         Threads = MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) ? Threads : null,
     };
 
-    protected string ModelPath => ResolvePath(Model);
+    /// <summary>The local file -Model names (see <see cref="LlmCmdlet.ResolveModelPath(string)"/>).</summary>
+    protected string ResolveModelPath() => ResolveModelPath(Model);
 
     /// <summary>True when -Model was given on the command line (the same for every input), not bound from the pipeline.</summary>
     protected bool ModelFromCommandLine { get; private set; }

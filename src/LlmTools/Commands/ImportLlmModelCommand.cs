@@ -18,9 +18,10 @@ public sealed class ImportLlmModelCommand : ModelCmdlet
     {
         try
         {
+            var path = ResolveModelPath();
             var loaded = RunEngine((events, cancel) =>
             {
-                using var lease = ModelCache.Instance.Acquire(ModelPath, LoadOptions, events, cancel);
+                using var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
                 CompletionEngine.Prepare(lease, ContextOptions, events);
                 return lease.Describe();
             });

@@ -87,7 +87,7 @@ public sealed class InvokeLlmCompletionCommand : ModelCmdlet
 
     private CompletionOptions? _options;
     private ModelLease? _lease;
-    private string? _leasePath;
+    private string? _leaseModel; // -Model as given, so a piped model is resolved once per change
     private BatchGenerator? _batch;
     private long _nextId;      // id of the next input prompt
     private long _nextOutput;  // id of the next result to write, so results keep the input order
@@ -151,14 +151,14 @@ public sealed class InvokeLlmCompletionCommand : ModelCmdlet
     /// </summary>
     private LlmException? EnsureModel()
     {
-        var path = ModelPath;
-        if (_lease is not null && _leasePath == path) return null;
+        if (_lease is not null && _leaseModel == Model) return null;
         Flush();
         Release();
         try
         {
+            var path = ResolveModelPath();
             _lease = RunEngine((events, cancel) => ModelCache.Instance.Acquire(path, LoadOptions, events, cancel));
-            _leasePath = path;
+            _leaseModel = Model;
             return null;
         }
         catch (LlmException e)
@@ -266,6 +266,6 @@ public sealed class InvokeLlmCompletionCommand : ModelCmdlet
         _batch = null;
         _lease?.Dispose();
         _lease = null;
-        _leasePath = null;
+        _leaseModel = null;
     }
 }

@@ -36,7 +36,7 @@ public sealed class MeasureLlmTokenCommand : LlmCmdlet
     {
         try
         {
-            var path = ResolvePath(Model);
+            var path = ResolveModelPath(Model);
             _lease = RunEngine((events, cancel) => ModelCache.Instance.AcquireTokenizer(path, events, cancel));
         }
         catch (LlmException e)
