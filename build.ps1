@@ -21,7 +21,7 @@ param(
     [switch] $Cuda,
     # Extra arguments for tests/Invoke-Benchmark.ps1 (e.g. '-Quick').
     [string[]] $BenchArguments = @(),
-    # Run: the GGUF model to run (default: ../shared/models/stories260K.gguf, else the tests' tiny model).
+    # Run: the model to run, a Hub reference or a .gguf path (default Qwen/Qwen2.5-0.5B-Instruct-GGUF, from the Hub).
     [string] $Model,
     # Run: the prompt(s) to complete.
     [string[]] $Prompt = @('Once upon a time'),
@@ -122,26 +122,10 @@ function Invoke-Bench {
 
 function Invoke-Run {
     Invoke-Build
-    if (-not $Model) {
-        $shared = Join-Path $root '../shared/models/stories260K.gguf'
-        if (Test-Path $shared) {
-            $Model = (Resolve-Path $shared).Path
-        } else {
-            # A fresh machine has no model: write the tests' tiny random model (it prints gibberish, but runs for real).
-            Invoke-Dotnet build (Join-Path $root 'tests/LlmTools.TestModels') -c $Configuration -nologo -v q
-            Add-Type -Path (Join-Path $root "tests/LlmTools.TestModels/bin/$Configuration/net10.0/$rid/LlmTools.TestModels.dll")
-            $Model = [LlmTools.TestModels.TinyModel]::Write((Join-Path $out 'tiny-random.gguf'), $null)
-            Write-Host "No model given: using a tiny random-weight model ($Model); pass -Model <file.gguf> for a real one."
-        }
-    }
-    $script = {
-        param($ModuleDir, $Model, $Prompt, $MaxTokens)
-        Import-Module (Join-Path $ModuleDir 'LlmTools.psd1')
-        Get-LlmModel -Path $Model | Format-Table | Out-Host
-        $Prompt | Invoke-LlmCompletion -Model $Model -MaxTokens $MaxTokens -Stream | Format-Table | Out-Host
-    }
-    & dotnet pwsh -NoProfile -NonInteractive -Command "& { $script } '$moduleDir' '$Model' @('$($Prompt -replace "'", "''" -join "','")') $MaxTokens"
-    if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+    $arguments = @('-ModulePath', $moduleDir, '-MaxTokens', $MaxTokens, '-Prompt') + $Prompt
+    if ($Model) { $arguments += @('-Model', $Model) }
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'src/LlmTools/Invoke-MainJob.ps1') @arguments
+    exit $LASTEXITCODE
 }
 
 switch ($Task) {

@@ -65,8 +65,17 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     /// </summary>
     protected string ResolveModelPath(string model)
     {
-        var local = ResolvePath(model);
-        if (File.Exists(local) || Directory.Exists(local) || !Hub.HubReference.TryParse(model, out var reference))
+        bool isReference = Hub.HubReference.TryParse(model, out var reference);
+        string? local;
+        try
+        {
+            local = ResolvePath(model);
+        }
+        catch (Exception e) when (e is System.Management.Automation.DriveNotFoundException or ProviderNotFoundException or NotSupportedException && isReference)
+        {
+            local = null; // "org/name:Q8_0" reads to PowerShell like a drive: it is a Hub reference
+        }
+        if (local is not null && (File.Exists(local) || Directory.Exists(local) || !isReference))
             return local;
         var settings = Hub.HubSettings.FromEnvironment();
         var (token, _) = HubSession.Resolve(settings);
