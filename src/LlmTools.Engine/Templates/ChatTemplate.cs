@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Text;
+
+namespace LlmTools.Templates;
+
+/// <summary>
+/// A model's chat template (Jinja), rendered as Hugging Face transformers renders it with jinja2: trim_blocks,
+/// lstrip_blocks, loop controls, {% generation %}, raise_exception, strftime_now, tojson without HTML escaping, and
+/// tools/documents always defined. Parsed once; rendering is thread-safe.
+/// </summary>
+public sealed class ChatTemplate
+{
+    private readonly List<Node> _nodes;
+
+    private ChatTemplate(string source, List<Node> nodes)
+    {
+        Source = source;
+        _nodes = nodes;
+    }
+
+    public string Source { get; }
+
+    /// <summary>Parses a template. Throws <see cref="TemplateException"/> for a syntax error or an unknown filter or test.</summary>
+    public static ChatTemplate Parse(string source) => new(source, JinjaParser.Parse(source));
+
+    /// <summary>
+    /// Renders a conversation. Messages are dictionaries (role, content, ...) or anything <see cref="Py.FromClr"/>
+    /// converts; <paramref name="variables"/> adds bos_token, eos_token and any other template variable.
+    /// </summary>
+    public string Render(IEnumerable<object?> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? variables = null,
+        object? tools = null, object? documents = null, DateTime? now = null)
+    {
+        var root = new Scope(null);
+        var clock = now ?? DateTime.Now;
+        var ctx = new RenderContext(root, clock);
+        root.Set("raise_exception", new CallableValue("raise_exception", (a, _) => throw new TemplateException(Py.Str(a.FirstOrDefault()))));
+        root.Set("strftime_now", new CallableValue("strftime_now", (a, _) => Strftime(clock, Py.Str(a.FirstOrDefault()))));
+        root.Set("namespace", new CallableValue("namespace", (a, k) =>
+        {
+            var ns = new Namespace();
+            if (a.FirstOrDefault() is OrderedDictionary<string, object?> d) foreach (var (key, v) in d) ns.Values[key] = v;
+            foreach (var (key, v) in k) ns.Values[key] = v;
+            return ns;
+        }));
+        root.Set("range", new CallableValue("range", (a, _) =>
+        {
+            long start = 0, stop, step = 1;
+            if (a.Count == 1) stop = (long)Py.ToDouble(a[0]);
+            else { start = (long)Py.ToDouble(a[0]); stop = (long)Py.ToDouble(a[1]); if (a.Count > 2) step = (long)Py.ToDouble(a[2]); }
+            if (step == 0) throw new TemplateException("range() arg 3 must not be zero");
+            var r = new List<object?>();
+            for (long i = start; step > 0 ? i < stop : i > stop; i += step) r.Add(i);
+            return r;
+        }));
+        root.Set("dict", new CallableValue("dict", (a, k) =>
+        {
+            var d = a.FirstOrDefault() is OrderedDictionary<string, object?> src
+                ? new OrderedDictionary<string, object?>(src, StringComparer.Ordinal)
+                : new OrderedDictionary<string, object?>(StringComparer.Ordinal);
+            foreach (var (key, v) in k) d[key] = v;
+            return d;
+        }));
+        if (variables is not null)
+            foreach (var (k, v) in variables) root.Set(k, Py.FromClr(v));
+        root.Set("messages", messages.Select(m => Py.FromClr(m) is OrderedDictionary<string, object?> d ? DropNullContent(d) : Py.FromClr(m)).ToList());
+        root.Set("add_generation_prompt", addGenerationPrompt);
+        root.Set("tools", Py.FromClr(tools));
+        root.Set("documents", Py.FromClr(documents));
+        var sb = new StringBuilder();
+        try
+        {
+            Node.RenderAll(_nodes, ctx, root, sb);
+        }
+        catch (BreakSignal)
+        {
+            throw new TemplateException("'break' outside a loop");
+        }
+        return sb.ToString();
+    }
+
+    // transformers leaves out a message's "content": null key.
+    private static OrderedDictionary<string, object?> DropNullContent(OrderedDictionary<string, object?> message)
+    {
+        if (!message.TryGetValue("content", out var c) || c is not null) return message;
+        var copy = new OrderedDictionary<string, object?>(message, StringComparer.Ordinal);
+        copy.Remove("content");
+        return copy;
+    }
+
+    /// <summary>Python's strftime for the directives templates use (C locale).</summary>
+    internal static string Strftime(DateTime t, string format)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        for (int i = 0; i < format.Length; i++)
+        {
+            if (format[i] != '%' || i + 1 >= format.Length) { sb.Append(format[i]); continue; }
+            char d = format[++i];
+            sb.Append(d switch
+            {
+                'Y' => t.Year.ToString("0000", c),
+                'y' => (t.Year % 100).ToString("00", c),
+                'm' => t.Month.ToString("00", c),
+                'd' => t.Day.ToString("00", c),
+                'e' => t.Day.ToString(c).PadLeft(2),
+                'B' => c.DateTimeFormat.GetMonthName(t.Month),
+                'b' or 'h' => c.DateTimeFormat.GetAbbreviatedMonthName(t.Month),
+                'A' => c.DateTimeFormat.GetDayName(t.DayOfWeek),
+                'a' => c.DateTimeFormat.GetAbbreviatedDayName(t.DayOfWeek),
+                'H' => t.Hour.ToString("00", c),
+                'I' => ((t.Hour + 11) % 12 + 1).ToString("00", c),
+                'M' => t.Minute.ToString("00", c),
+                'S' => t.Second.ToString("00", c),
+                'p' => t.Hour < 12 ? "AM" : "PM",
+                'j' => t.DayOfYear.ToString("000", c),
+                'w' => ((int)t.DayOfWeek).ToString(c),
+                'f' => (t.Ticks % TimeSpan.TicksPerSecond / 10).ToString("000000", c),
+                'Z' => "",
+                'z' => "",
+                '%' => "%",
+                _ => "%" + d,
+            });
+        }
+        return sb.ToString();
+    }
+}
