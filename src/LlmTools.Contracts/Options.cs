@@ -79,4 +79,8 @@ public sealed record CompletionOptions
     public uint? Seed { get; init; }
     /// <summary>Strings that end generation; they are not included in the text.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Tokens that end generation besides the model's end-of-generation tokens (a chat's end-of-turn marker).</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    /// <summary>Whether to put BOS in front; null follows the model's metadata (a rendered chat often has it already).</summary>
+    public bool? AddBos { get; init; }
 }

@@ -25,6 +25,26 @@ public sealed class TinyModelOptions
     public string Name { get; set; } = "tiny-llama-test";
 }
 
+/// <summary>A tiny chat-shaped model: ChatML special tokens, template and end-of-turn token.</summary>
+public static class TinyChatModel
+{
+    public const string ChatMl =
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    public static TinyModelOptions Options(int seed = 1234) => new()
+    {
+        Seed = seed,
+        Name = "tiny-chat-test",
+        ControlTokens = ["<|im_start|>", "<|im_end|>"],
+        EndOfTurnToken = "<|im_end|>",
+        ChatTemplate = ChatMl,
+        ContextLength = 1024,
+    };
+
+    public static string Write(string path) => TinyModel.Write(path, Options());
+}
+
 /// <summary>
 /// Writes a small llama-architecture GGUF with seeded random weights and a real SentencePiece-style vocabulary
 /// (control tokens, 256 byte-fallback tokens, and merge pieces for a few hundred English words), which llama.cpp

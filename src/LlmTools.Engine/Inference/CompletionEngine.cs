@@ -58,7 +58,7 @@ public static class CompletionEngine
     }
 
     /// <summary>One sequence on sequence 0 of a context, reusing what the context already holds.</summary>
-    private static void Run(InferenceContext ctx, Sequence seq, IEngineEvents events, CancellationToken cancel)
+    internal static void Run(InferenceContext ctx, Sequence seq, IEngineEvents events, CancellationToken cancel)
     {
         var tokens = seq.Tokens;
         using var register = cancel.Register(() => ctx.AbortRequested = true);

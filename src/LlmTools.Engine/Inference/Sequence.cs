@@ -31,7 +31,7 @@ internal sealed class Sequence : IDisposable
         Prefix = prefix;
         Prompt = prompt;
         LoadDuration = loadDuration;
-        Tokens = Tokenize(model, prefix + prompt, contextSize);
+        Tokens = Tokenize(model, prefix + prompt, contextSize, options.AddBos);
         Seed = options.Temperature > 0 ? options.Seed ?? (uint)Random.Shared.Next() : null;
         Sampler = BuildSampler(options, Seed);
         foreach (var t in Tokens.AsSpan(Math.Max(0, Tokens.Length - options.RepeatLastN)))
@@ -55,9 +55,9 @@ internal sealed class Sequence : IDisposable
     public string? StopString { get; private set; }
 
     /// <summary>Tokenizes as generation does (BOS when the metadata says so, special tokens parsed) and checks the fit.</summary>
-    public static LLamaToken[] Tokenize(LoadedModel model, string text, int contextSize)
+    public static LLamaToken[] Tokenize(LoadedModel model, string text, int contextSize, bool? addBos = null)
     {
-        var tokens = model.Handle.Tokenize(text, model.Handle.Vocab.ShouldAddBOS, true, Encoding.UTF8);
+        var tokens = model.Handle.Tokenize(text, addBos ?? model.Handle.Vocab.ShouldAddBOS, true, Encoding.UTF8);
         if (tokens.Length == 0)
             throw new LlmException("EmptyPrompt", LlmErrorKind.InvalidArgument,
                 "The prompt is empty and this model adds no BOS token, so there is nothing to continue.", text);
@@ -74,7 +74,7 @@ internal sealed class Sequence : IDisposable
     public bool Accept(LLamaToken token, IEngineEvents events)
     {
         if (CompletionTokens == 0) _firstToken = _watch.Elapsed;
-        if (token.IsEndOfGeneration(_model.Handle.Vocab))
+        if (token.IsEndOfGeneration(_model.Handle.Vocab) || (_options.StopTokenIds.Count > 0 && _options.StopTokenIds.Contains((int)token)))
             return Stop(LlmStopReason.EndOfText, events);
         CompletionTokens++;
 

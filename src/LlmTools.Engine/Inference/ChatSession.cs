@@ -1,0 +1,195 @@
+using System.Text.Json;
+using LlmTools.Engine.Inference;
+
+namespace LlmTools;
+
+/// <summary>
+/// A conversation with a model that keeps its KV state between turns: each turn renders the whole conversation with
+/// the model's chat template, and only the tokens that are new since the last turn are evaluated. Used by one call at
+/// a time; a second concurrent call is refused, never interleaved.
+/// </summary>
+public sealed class ChatSession : IDisposable
+{
+    private readonly ModelLease _lease;
+    private readonly InferenceContext _context;
+    private readonly List<LlmChatMessage> _messages = [];
+    private int _busy;
+    private bool _disposed;
+
+    public ChatSession(ModelLease lease, ChatFormat format, string? systemPrompt, CompletionOptions options, ContextOptions contextOptions,
+        IEngineEvents events)
+    {
+        CompletionEngine.ValidateOptions(options);
+        CompletionEngine.RequireWeights(lease.Model);
+        _lease = lease;
+        Format = format;
+        Options = options with
+        {
+            Stop = [.. options.Stop, .. format.StopStrings],
+            StopTokenIds = [.. options.StopTokenIds, .. format.StopTokenIds],
+        };
+        var resolved = lease.Model.Resolve(contextOptions);
+        ContextSize = resolved.ContextSize;
+        // The session keeps its own context (KV cache) for its whole life.
+        _context = lease.Model.RentContext(resolved, events);
+        _context.Clear();
+        SystemPrompt = systemPrompt;
+    }
+
+    public ChatFormat Format { get; }
+    public CompletionOptions Options { get; }
+    public int ContextSize { get; }
+    public string Model => _lease.Info.Name;
+    public string ModelPath => _lease.Info.Path;
+    public IReadOnlyList<LlmChatMessage> Messages => _messages;
+    /// <summary>Exchanges so far (user messages answered).</summary>
+    public int Turns => _messages.Count(m => m.Role == "assistant");
+    /// <summary>Tokens the conversation takes now, as of the last turn.</summary>
+    public int TokensUsed { get; private set; }
+
+    public string? SystemPrompt
+    {
+        get => _messages.FirstOrDefault(m => m.Role == "system")?.Content;
+        set
+        {
+            _messages.RemoveAll(m => m.Role == "system");
+            if (!string.IsNullOrEmpty(value)) _messages.Insert(0, new LlmChatMessage("system", value));
+        }
+    }
+
+    /// <summary>Sends a user message and returns the reply, which joins the conversation.</summary>
+    /// <param name="trimHistory">Drop the oldest exchanges when the conversation no longer fits the context.</param>
+    public LlmChatReply Send(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory = false)
+    {
+        if (Interlocked.Exchange(ref _busy, 1) == 1)
+            throw new LlmException("ChatSessionBusy", LlmErrorKind.ResourceBusy,
+                "This chat session is answering another message right now; a session takes one message at a time. Use one session per thread.");
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _messages.Add(new LlmChatMessage("user", message));
+            try
+            {
+                return Answer(message, events, cancel, trimHistory);
+            }
+            catch
+            {
+                _messages.RemoveAt(_messages.Count - 1); // the conversation stays as it was
+                throw;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory)
+    {
+        var model = _lease.Model;
+        string prompt;
+        while (true)
+        {
+            prompt = Format.Render(_messages, addGenerationPrompt: true);
+            int count = model.Handle.Tokenize(prompt, Format.AddBos(prompt) ?? model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8).Length;
+            if (count < ContextSize) break;
+            if (!trimHistory || !TrimOldestExchange())
+                throw new LlmException("ConversationTooLong", LlmErrorKind.LimitsExceeded,
+                    $"The conversation is {count} tokens but the context holds {ContextSize}. Drop the oldest turns (/trim in Start-LlmChat, " +
+                    "-TrimHistory in Invoke-LlmChat), start over (/reset), or use a larger -ContextSize.", count);
+            events.Warning("The conversation outgrew the context: the oldest exchange was dropped.");
+        }
+        var options = Options with { AddBos = Format.AddBos(prompt) };
+        using var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration());
+        CompletionEngine.Run(_context, sequence, events, cancel);
+        var result = sequence.ToResult(ContextSize, _context.Options.Threads);
+        if (result.StopReason != LlmStopReason.Cancelled || result.Text.Length > 0)
+            _messages.Add(new LlmChatMessage("assistant", Format.IsTranscript ? result.Text.Trim() : result.Text));
+        else
+            _messages.RemoveAt(_messages.Count - 1);
+        TokensUsed = result.PromptTokens + result.CompletionTokens;
+        return new LlmChatReply
+        {
+            Text = result.Text,
+            Message = message,
+            Turn = Turns,
+            Model = Model,
+            PromptTokens = result.PromptTokens,
+            CachedPromptTokens = result.CachedPromptTokens,
+            CompletionTokens = result.CompletionTokens,
+            StopReason = result.StopReason,
+            LoadDuration = result.LoadDuration,
+            TimeToFirstToken = result.TimeToFirstToken,
+            TotalDuration = result.TotalDuration,
+            PromptTokensPerSecond = result.PromptTokensPerSecond,
+            TokensPerSecond = result.TokensPerSecond,
+            Seed = result.Seed,
+        };
+    }
+
+    /// <summary>Drops the oldest user message and the replies after it (the system prompt stays). False when nothing can go.</summary>
+    public bool TrimOldestExchange()
+    {
+        int first = _messages.FindIndex(m => m.Role != "system");
+        // Keep the newest user message: it is the one being answered.
+        int lastUser = _messages.FindLastIndex(m => m.Role == "user");
+        if (first < 0 || first >= lastUser) return false;
+        int next = _messages.FindIndex(first + 1, m => m.Role == "user");
+        if (next < 0 || next > lastUser) next = lastUser;
+        _messages.RemoveRange(first, next - first);
+        return true;
+    }
+
+    /// <summary>Forgets the conversation (the system prompt stays) and the KV state.</summary>
+    public void Reset()
+    {
+        var system = SystemPrompt;
+        _messages.Clear();
+        SystemPrompt = system;
+        _context.Clear();
+        TokensUsed = 0;
+    }
+
+    /// <summary>The conversation as JSON: [{"role": ..., "content": ...}], the form the Hub tools use.</summary>
+    public string ToJson() => JsonSerializer.Serialize(_messages, JsonOptions);
+
+    /// <summary>Replaces the conversation with one saved by <see cref="ToJson"/> (or any [{role, content}] array).</summary>
+    public void LoadJson(string json)
+    {
+        List<LlmChatMessage>? loaded;
+        try
+        {
+            loaded = JsonSerializer.Deserialize<List<LlmChatMessage>>(json, JsonOptions);
+        }
+        catch (JsonException e)
+        {
+            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData,
+                $"The conversation is not a JSON array of {{\"role\", \"content\"}} objects: {e.Message}", null, e);
+        }
+        if (loaded is null || loaded.Any(m => string.IsNullOrEmpty(m.Role)))
+            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData, "Every message needs a role and a content.");
+        _messages.Clear();
+        _messages.AddRange(loaded);
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNameCaseInsensitive = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _lease.Model.ReturnContext(_context);
+        _lease.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    // A session a script forgot to dispose still gives its context back and lets Remove-LlmModel free the model.
+    ~ChatSession() => Dispose();
+
+    public override string ToString() => $"{Model}: {Turns} turns, {TokensUsed} of {ContextSize} tokens";
+}
