@@ -25,6 +25,10 @@
         'Find-LlmModel'
         'Install-LlmModel'
         'Uninstall-LlmModel'
+        'ConvertTo-LlmPrompt'
+        'New-LlmChatSession'
+        'Invoke-LlmChat'
+        'Start-LlmChat'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

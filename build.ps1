@@ -23,8 +23,8 @@ param(
     [string[]] $BenchArguments = @(),
     # Run: the model to run, a Hub reference or a .gguf path (default Qwen/Qwen2.5-0.5B-Instruct-GGUF, from the Hub).
     [string] $Model,
-    # Run: the prompt(s) to complete.
-    [string[]] $Prompt = @('Once upon a time'),
+    # Run: the message(s) to send to the chat model.
+    [string[]] $Prompt = @('What is the capital of France? Answer in one sentence.'),
     # Run: new tokens per prompt.
     [int] $MaxTokens = 64
 )

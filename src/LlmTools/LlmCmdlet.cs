@@ -163,8 +163,14 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 /// </summary>
 public abstract class ModelCmdlet : LlmCmdlet
 {
-    /// <summary>Path of a .gguf file (relative paths resolve from the current location), or a model object.</summary>
-    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    /// <summary>The parameter set of -Model (a cmdlet may have another, e.g. Invoke-LlmChat -Session).</summary>
+    protected const string ModelSet = "Model";
+
+    /// <summary>
+    /// A .gguf file (relative paths resolve from the current location) or a Hub reference (org/name, org/name:Q8_0,
+    /// org/name/file.gguf, @revision), installed into the Hugging Face cache on first use.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
     [Alias("Path", "FullName", "ModelPath")]
     [ArgumentCompleter(typeof(ModelArgumentCompleter))]
     [ValidateNotNullOrEmpty]

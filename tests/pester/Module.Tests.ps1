@@ -6,7 +6,7 @@ Describe 'The module' {
         $manifest.PowerShellVersion | Should -Be '7.6'
         $exported = (Get-Command -Module LlmTools).Name | Sort-Object
         $exported | Should -Be ($manifest.CmdletsToExport | Sort-Object)
-        $exported.Count | Should -Be 12
+        $exported.Count | Should -Be 16
         $exported | Should -Contain 'Invoke-LlmCompletion'
         $exported | Should -Contain 'Measure-LlmToken'
     }
@@ -99,7 +99,8 @@ Describe 'Help' {
 
     It 'has a synopsis, parameter descriptions and examples for <_>' -ForEach @(
         'Invoke-LlmCompletion', 'Get-LlmModel', 'Import-LlmModel', 'Remove-LlmModel', 'Measure-LlmToken', 'Get-LlmBackend',
-        'Connect-HuggingFace', 'Disconnect-HuggingFace', 'Get-HuggingFaceUser', 'Find-LlmModel', 'Install-LlmModel', 'Uninstall-LlmModel'
+        'Connect-HuggingFace', 'Disconnect-HuggingFace', 'Get-HuggingFaceUser', 'Find-LlmModel', 'Install-LlmModel', 'Uninstall-LlmModel',
+        'ConvertTo-LlmPrompt', 'New-LlmChatSession', 'Invoke-LlmChat', 'Start-LlmChat'
     ) {
         $help = Get-Help $_ -Full
         $help.Synopsis | Should -Not -BeNullOrEmpty

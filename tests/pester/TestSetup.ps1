@@ -21,6 +21,9 @@ function New-TestModel {
 $script:TinyModel = Join-Path $script:TestDir 'tiny.gguf'
 if (-not (Test-Path $script:TinyModel)) { New-TestModel | Out-Null }
 
+$script:ChatModel = Join-Path $script:TestDir 'tiny-chat.gguf'
+if (-not (Test-Path $script:ChatModel)) { [LlmTools.TestModels.TinyChatModel]::Write($script:ChatModel) | Out-Null }
+
 # ../shared/models beside the checkout: present on the developers' machines and in CI, absent in a fresh clone.
 $script:SharedModels = Join-Path $PSScriptRoot '../../../shared/models'
 $script:Stories = Join-Path $script:SharedModels 'stories260K.gguf'

@@ -177,7 +177,7 @@ public sealed class BatchGenerator : IDisposable
     private void PreparePrefix()
     {
         if (_prefix.Length == 0) return;
-        var tokens = _model.Handle.Tokenize(_prefix, _model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8);
+        var tokens = _model.Handle.Tokenize(_prefix, _options.AddBos ?? _model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8);
         if (tokens.Length >= _resolved.ContextSize)
             throw new LlmException("PromptTooLong", LlmErrorKind.LimitsExceeded,
                 $"The prefix is {tokens.Length} tokens but the context holds {_resolved.ContextSize} per sequence. Shorten it or raise -ContextSize.", _prefix);

@@ -93,7 +93,7 @@ public sealed class ChatSession : IDisposable
             prompt = Format.Render(_messages, addGenerationPrompt: true);
             int count = model.Handle.Tokenize(prompt, Format.AddBos(prompt) ?? model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8).Length;
             if (count < ContextSize) break;
-            if (!trimHistory || !TrimOldestExchange())
+            if (!trimHistory || !TrimOldest(keepLastUser: true))
                 throw new LlmException("ConversationTooLong", LlmErrorKind.LimitsExceeded,
                     $"The conversation is {count} tokens but the context holds {ContextSize}. Drop the oldest turns (/trim in Start-LlmChat, " +
                     "-TrimHistory in Invoke-LlmChat), start over (/reset), or use a larger -ContextSize.", count);
@@ -128,14 +128,16 @@ public sealed class ChatSession : IDisposable
     }
 
     /// <summary>Drops the oldest user message and the replies after it (the system prompt stays). False when nothing can go.</summary>
-    public bool TrimOldestExchange()
+    public bool TrimOldestExchange() => TrimOldest(keepLastUser: false);
+
+    /// <summary>While answering, the newest user message is the one being answered: it stays.</summary>
+    private bool TrimOldest(bool keepLastUser)
     {
         int first = _messages.FindIndex(m => m.Role != "system");
-        // Keep the newest user message: it is the one being answered.
-        int lastUser = _messages.FindLastIndex(m => m.Role == "user");
-        if (first < 0 || first >= lastUser) return false;
+        int limit = keepLastUser ? _messages.FindLastIndex(m => m.Role == "user") : _messages.Count;
+        if (first < 0 || first >= limit) return false;
         int next = _messages.FindIndex(first + 1, m => m.Role == "user");
-        if (next < 0 || next > lastUser) next = lastUser;
+        if (next < 0 || next > limit) next = limit;
         _messages.RemoveRange(first, next - first);
         return true;
     }
@@ -185,11 +187,7 @@ public sealed class ChatSession : IDisposable
         _disposed = true;
         _lease.Model.ReturnContext(_context);
         _lease.Dispose();
-        GC.SuppressFinalize(this);
     }
-
-    // A session a script forgot to dispose still gives its context back and lets Remove-LlmModel free the model.
-    ~ChatSession() => Dispose();
 
     public override string ToString() => $"{Model}: {Turns} turns, {TokensUsed} of {ContextSize} tokens";
 }

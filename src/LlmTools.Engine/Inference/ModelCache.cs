@@ -195,5 +195,14 @@ public sealed class ModelLease : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0) Model.ReleaseCall();
+        GC.SuppressFinalize(this);
+    }
+
+    // A lease a script dropped (a chat session never disposed, say) must not keep an unloaded model in memory for
+    // ever. Only a counter changes here: the session's context is not handed back, since its native handle may
+    // already be finalized in the same collection.
+    ~ModelLease()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) Model.ReleaseCall();
     }
 }

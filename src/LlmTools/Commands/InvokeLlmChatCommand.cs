@@ -1,0 +1,136 @@
+using System.Management.Automation;
+
+namespace LlmTools.Commands;
+
+/// <summary>
+/// Sends messages to a chat model and returns the replies. With -Session the conversation goes on (each message is
+/// the next turn); without it every piped message is a fresh single-turn conversation, decoded in batches.
+/// </summary>
+/// <remarks>
+/// <para>Replies end at the model's end-of-turn marker (e.g. &lt;|im_end|&gt;, &lt;|eot_id|&gt;), which is never part of the
+/// text. A conversation that outgrows the context is an error unless -TrimHistory drops the oldest turns.</para>
+/// </remarks>
+/// <example>
+/// <code>Get-Content questions.txt | Invoke-LlmChat -Model Qwen/Qwen2.5-0.5B-Instruct-GGUF -SystemPrompt 'Answer in one line' | Select-Object Message, Text</code>
+/// <para>Each line is its own question; the system prompt is evaluated once for all of them.</para>
+/// </example>
+/// <example>
+/// <code>'Hi', 'What did I just say?' | Invoke-LlmChat -Session $chat</code>
+/// <para>Two turns of one conversation.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Invoke, "LlmChat", DefaultParameterSetName = ModelSet)]
+[OutputType(typeof(LlmChatReply))]
+public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
+{
+    private const string SessionSet = "Session";
+
+    /// <summary>The user's message; every element (and every piped string) is one message.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [AllowEmptyString]
+    public string[] Message { get; set; } = [];
+
+    /// <summary>A session from New-LlmChatSession: the messages become the next turns of its conversation.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = SessionSet)]
+    public ChatSession? Session { get; set; }
+
+    /// <summary>Drop the oldest turns of the session when the conversation no longer fits the context.</summary>
+    [Parameter(ParameterSetName = SessionSet)]
+    public SwitchParameter TrimHistory { get; set; }
+
+    /// <summary>The system message of each single-turn conversation (evaluated once for all of them).</summary>
+    [Parameter(ParameterSetName = ModelSet)]
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>A chat template (Jinja) to use instead of the model's.</summary>
+    [Parameter(ParameterSetName = ModelSet)]
+    public string? Template { get; set; }
+
+    private ChatFormat? _format;
+    private string _prefix = "";
+
+    protected override void BeginProcessing()
+    {
+        if (ParameterSetName == SessionSet)
+        {
+            foreach (var name in new[] { "MaxTokens", "Temperature", "TopK", "TopP", "MinP", "RepeatPenalty", "Seed", "Stop", "ContextSize", "Threads", "GpuLayers" })
+                if (MyInvocation.BoundParameters.ContainsKey(name))
+                    ThrowLlmError(new LlmException("ChatSessionOptionsFixed", LlmErrorKind.InvalidArgument,
+                        $"-{name} belongs to the session: give it to New-LlmChatSession.", name));
+        }
+        base.BeginProcessing();
+    }
+
+    protected override void ProcessRecord()
+    {
+        if (ParameterSetName != SessionSet)
+        {
+            Submit(Message);
+            return;
+        }
+        foreach (var m in Message)
+        {
+            if (Cancellation.IsCancellationRequested) return;
+            try
+            {
+                var session = Session!;
+                WriteObject(RunEngine((events, cancel) => session.Send(m, events, cancel, TrimHistory), Stream));
+                if (Stream) Host.UI.WriteLine();
+            }
+            catch (LlmException e)
+            {
+                WriteLlmError(e);
+            }
+        }
+    }
+
+    protected override void OnModelReady(ModelLease lease)
+    {
+        _format = RunEngine((events, _) => ChatFormat.ForModel(lease, Template, events));
+        // What every conversation starts with (system message, template preamble) is evaluated once and shared.
+        const string sentinel = "\u2063LLMTOOLS\u2063";
+        var rendered = _format.Render(Conversation(sentinel), addGenerationPrompt: true);
+        int at = rendered.IndexOf(sentinel, StringComparison.Ordinal);
+        _prefix = at > 0 ? rendered[..at] : "";
+    }
+
+    private List<LlmChatMessage> Conversation(string message)
+    {
+        var list = new List<LlmChatMessage>();
+        if (!string.IsNullOrEmpty(SystemPrompt)) list.Add(new LlmChatMessage("system", SystemPrompt));
+        list.Add(new LlmChatMessage("user", message));
+        return list;
+    }
+
+    protected override string PrefixText => _prefix;
+
+    protected override string PromptFor(string input)
+    {
+        var rendered = _format!.Render(Conversation(input), addGenerationPrompt: true);
+        return rendered.StartsWith(_prefix, StringComparison.Ordinal) ? rendered[_prefix.Length..] : rendered;
+    }
+
+    protected override CompletionOptions OptionsFor(string prompt) => Options with
+    {
+        Stop = [.. Options.Stop, .. _format!.StopStrings],
+        StopTokenIds = [.. _format.StopTokenIds],
+        AddBos = _format.AddBos(_prefix + prompt),
+    };
+
+    protected override object ResultFor(string input, LlmCompletionResult r) => new LlmChatReply
+    {
+        Text = r.Text,
+        Message = input,
+        Turn = 1,
+        Model = r.Model,
+        PromptTokens = r.PromptTokens,
+        CachedPromptTokens = r.CachedPromptTokens,
+        CompletionTokens = r.CompletionTokens,
+        StopReason = r.StopReason,
+        LoadDuration = r.LoadDuration,
+        TimeToFirstToken = r.TimeToFirstToken,
+        TotalDuration = r.TotalDuration,
+        PromptTokensPerSecond = r.PromptTokensPerSecond,
+        TokensPerSecond = r.TokensPerSecond,
+        Seed = r.Seed,
+    };
+}

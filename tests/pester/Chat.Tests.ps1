@@ -1,0 +1,152 @@
+BeforeDiscovery {
+    $Templates = Join-Path $PSScriptRoot '../../../shared/templates'
+    $HasTemplates = Test-Path $Templates
+}
+BeforeAll {
+    . $PSScriptRoot/TestSetup.ps1
+    $script:Templates = Join-Path $PSScriptRoot '../../../shared/templates'
+}
+
+Describe 'ConvertTo-LlmPrompt' {
+    It 'renders the model''s own chat template, messages from the pipeline' {
+        $text = @{ role = 'system'; content = 'Be brief.' }, [pscustomobject]@{ role = 'user'; content = 'Hi' } |
+            ConvertTo-LlmPrompt -Model $ChatModel -AddGenerationPrompt
+        $text | Should -BeExactly "<|im_start|>system`nBe brief.<|im_end|>`n<|im_start|>user`nHi<|im_end|>`n<|im_start|>assistant`n"
+        ConvertTo-LlmPrompt -Message 'Hi' -Model $ChatModel | Should -BeExactly "<|im_start|>user`nHi<|im_end|>`n"
+    }
+
+    It 'renders a template given as text, with its BOS token and tools' -Skip:(-not $HasTemplates) {
+        $template = Get-Content (Join-Path $Templates 'meta-llama-Llama-3.2-3B-Instruct.jinja') -Raw
+        $tools = @(@{ type = 'function'; function = @{ name = 'get_weather'; description = 'Weather'; parameters = @{ type = 'object'; properties = @{} } } })
+        $text = ConvertTo-LlmPrompt -Message 'What is the weather?' -Template $template -BosToken '<|begin_of_text|>' -Tools $tools -AddGenerationPrompt
+        $text | Should -BeLike '<|begin_of_text|><|start_header_id|>system<|end_header_id|>*'
+        $text | Should -Match '"name": "get_weather"'
+        $text | Should -BeLike '*<|start_header_id|>assistant<|end_header_id|>*'
+    }
+
+    It 'raises the template''s own error (<_>)' -Skip:(-not $HasTemplates) -ForEach @('google-gemma-2-2b-it') {
+        $template = Get-Content (Join-Path $Templates "$_.jinja") -Raw
+        { @{ role = 'system'; content = 'x' }, @{ role = 'user'; content = 'y' } | ConvertTo-LlmPrompt -Template $template } |
+            Should -Throw -ErrorId 'ChatTemplateError,LlmTools.Commands.ConvertToLlmPromptCommand' -ExpectedMessage '*System role not supported*'
+    }
+
+    It 'uses a plain transcript for a base model, with a warning' {
+        $text = ConvertTo-LlmPrompt -Message @{ role = 'user'; content = 'Hi' } -Model $TinyModel -AddGenerationPrompt -WarningVariable warned -WarningAction SilentlyContinue
+        $text | Should -BeExactly "User: Hi`nAssistant:"
+        $warned | Should -Match 'no chat template'
+    }
+}
+
+Describe 'Chat sessions for scripts' {
+    It 'keeps the conversation and its KV state: turn N evaluates only its new tokens' {
+        $chat = New-LlmChatSession -Model $ChatModel -SystemPrompt 'You are terse.' -Temperature 0 -MaxTokens 8
+        $chat.GetType().FullName | Should -Be 'LlmTools.ChatSession'
+        $replies = 'Hello there', 'Tell me about the little dog', 'Thanks' | Invoke-LlmChat -Session $chat
+        $replies | Should -HaveCount 3
+        $replies.Turn | Should -Be @(1, 2, 3)
+        $replies[0].CachedPromptTokens | Should -Be 0
+        $replies[1].CachedPromptTokens | Should -BeGreaterOrEqual $replies[0].PromptTokens
+        $replies[2].CachedPromptTokens | Should -BeGreaterOrEqual $replies[1].PromptTokens
+        ($replies[2].PromptTokens - $replies[2].CachedPromptTokens) | Should -BeLessThan ($replies[2].PromptTokens / 2)
+        $chat.Messages.Count | Should -Be 7
+        $chat.Dispose()
+    }
+
+    It 'exports and imports the conversation as [{role, content}] JSON' {
+        $chat = New-LlmChatSession -Model $ChatModel -SystemPrompt 'S' -Temperature 0 -MaxTokens 4
+        Invoke-LlmChat -Session $chat -Message 'One' | Out-Null
+        $json = $chat.ToJson()
+        $parsed = $json | ConvertFrom-Json
+        $parsed[0].role | Should -Be 'system'
+        $parsed[1].content | Should -Be 'One'
+        $again = New-LlmChatSession -Model $ChatModel -History $parsed -Temperature 0 -MaxTokens 4
+        ($again.Messages | ForEach-Object { "$($_.Role):$($_.Content)" }) | Should -Be ($chat.Messages | ForEach-Object { "$($_.Role):$($_.Content)" })
+        $chat.Dispose(); $again.Dispose()
+    }
+
+    It 'refuses per-call options with a session' {
+        $chat = New-LlmChatSession -Model $ChatModel
+        { Invoke-LlmChat -Session $chat -Message 'x' -Temperature 1 } | Should -Throw -ErrorId 'ChatSessionOptionsFixed,LlmTools.Commands.InvokeLlmChatCommand'
+        $chat.Dispose()
+    }
+
+    It 'stops a reply on StopProcessing and the session goes on' {
+        $chat = New-LlmChatSession -Model $ChatModel -Temperature 0 -MaxTokens 100000 -ContextSize 60000
+        $ps = [powershell]::Create().AddScript({ param($s, $m) Import-Module $m; Invoke-LlmChat -Session $s -Message 'Hello' -Stream }).AddArgument($chat).AddArgument((Join-Path $ModulePath 'LlmTools.psd1'))
+        $handle = $ps.BeginInvoke()
+        $deadline = [DateTime]::UtcNow.AddSeconds(60)
+        while ($ps.Streams.Information.Count -lt 5 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
+        $ps.Stop()
+        $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        $ps.Dispose()
+        $reply = Invoke-LlmChat -Session $chat -Message 'Again'
+        $reply.StopReason | Should -Not -Be 'Cancelled'
+        $chat.Messages[-2].Content | Should -Be 'Again'
+        $chat.Dispose()
+    }
+}
+
+Describe 'Invoke-LlmChat without a session' {
+    It 'answers every piped message as its own conversation, batched, sharing the system prompt' {
+        $questions = 'What is a dog?', 'What is a cat?', 'Why is the sky blue?', 'Hello'
+        $one = $questions | Invoke-LlmChat -Model $ChatModel -SystemPrompt 'Answer in one line.' -Temperature 0 -MaxTokens 10 -BatchSize 1
+        $batched = $questions | Invoke-LlmChat -Model $ChatModel -SystemPrompt 'Answer in one line.' -Temperature 0 -MaxTokens 10 -BatchSize 4
+        $batched.Message | Should -Be $questions
+        $batched.Text | Should -Be $one.Text
+        $systemTokens = (Measure-LlmToken -Text "<|im_start|>system`nAnswer in one line.<|im_end|>`n<|im_start|>user`n" -Model $ChatModel).Count
+        foreach ($r in $batched) { $r.CachedPromptTokens | Should -BeGreaterOrEqual ($systemTokens - 2) }
+        # Each reply is the same as a fresh single-turn session's.
+        $fresh = New-LlmChatSession -Model $ChatModel -SystemPrompt 'Answer in one line.' -Temperature 0 -MaxTokens 10
+        (Invoke-LlmChat -Session $fresh -Message 'Why is the sky blue?').Text | Should -Be $batched[2].Text
+        $fresh.Dispose()
+    }
+
+    It 'warns once for a base model and still answers' {
+        $replies = 'Hi', 'Hello' | Invoke-LlmChat -Model $TinyModel -MaxTokens 4 -WarningVariable warned -WarningAction SilentlyContinue
+        $replies | Should -HaveCount 2
+        @($warned) | Should -HaveCount 1
+    }
+}
+
+Describe 'Start-LlmChat' {
+    It 'runs a conversation from redirected input: turns, slash commands, save and load' {
+        $saved = Join-Path $TestDir "chat-$([guid]::NewGuid().ToString('N').Substring(0, 6)).json"
+        $lines = @('Hello there', '/system You are a pirate.', 'Who are you?', 'And then?', "/save $saved", '/reset', '/stats', "/load $saved", '/stats', '/nonsense', '/exit', 'never sent')
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 6"
+        $out = $lines | & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $LASTEXITCODE | Should -Be 0
+        $text = $out -join "`n"
+        $text | Should -Match 'Chatting with tiny-chat-test'
+        $text | Should -Match '> Hello there'
+        $text | Should -Match 'System prompt set; the conversation starts over.'
+        ([regex]::Matches($text, '\[\d+ tokens, [\d.]+ tok/s; prompt \d+ new of \d+')).Count | Should -Be 3
+        $text | Should -Match 'Saved 5 messages'
+        $text | Should -Match '0 exchanges, 0 of 1024 tokens'
+        $text | Should -Match 'Loaded 5 messages'
+        $text | Should -Match 'Unknown command /nonsense'
+        $text | Should -Not -Match 'never sent'
+        $text | Should -Match 'Bye\.'
+        $json = Get-Content $saved -Raw | ConvertFrom-Json
+        $json.role | Should -Be @('system', 'user', 'assistant', 'user', 'assistant')
+        $json[0].content | Should -Be 'You are a pirate.'
+        # The second turn reused the first: only the new tokens were evaluated.
+        $news = [regex]::Matches($text, 'prompt (\d+) new of (\d+)') | ForEach-Object { [int]$_.Groups[1].Value }
+        $totals = [regex]::Matches($text, 'prompt (\d+) new of (\d+)') | ForEach-Object { [int]$_.Groups[2].Value }
+        $news[2] | Should -BeLessThan ($totals[2] / 2)
+    }
+
+    It 'takes lines from the pipeline' {
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'Hi', '/stats' | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 3 -NoStatistics"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        ($out -join "`n") | Should -Match '1 exchanges, \d+ of 1024 tokens'
+    }
+
+    It 'says what to do when the conversation outgrows the context' {
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'the little girl saw a big red ball in the park', 'the little girl saw a big red ball in the park again', '/trim', 'the little girl saw a big red ball in the park again' | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 8 -ContextSize 48 -NoStatistics"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $text = $out -join "`n"
+        $text | Should -Match 'context holds 48'
+        $text | Should -Match 'Type /trim'
+        $text | Should -Match 'The oldest exchange was dropped'
+    }
+}
