@@ -255,9 +255,13 @@ internal sealed class NameExpr(string name) : Expr
     public override object? Eval(RenderContext ctx, Scope scope) => scope.TryGet(Name, out var v) ? v : new Undefined(Name);
 }
 
-internal sealed class ListExpr(List<Expr> items) : Expr
+internal sealed class ListExpr(List<Expr> items, bool tuple = false) : Expr
 {
-    public override object? Eval(RenderContext ctx, Scope scope) => items.Select(i => i.Eval(ctx, scope)).ToList();
+    public override object? Eval(RenderContext ctx, Scope scope)
+    {
+        var values = items.Select(i => i.Eval(ctx, scope));
+        return tuple ? new PyTuple(values) : values.ToList();
+    }
 }
 
 internal sealed class DictExpr(List<(Expr Key, Expr Value)> items) : Expr

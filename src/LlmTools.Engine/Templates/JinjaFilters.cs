@@ -59,7 +59,7 @@ internal static class Filters
             case "items":
                 if (v is Undefined) return new List<object?>();
                 if (v is not OrderedDictionary<string, object?> map) throw new TemplateException($"items filter needs a mapping, not {Py.TypeName(v)}");
-                return map.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }).ToList();
+                return map.Select(kv => (object?)new PyTuple { kv.Key, kv.Value }).ToList();
             case "join":
             {
                 if (v is Undefined) return "";
@@ -144,7 +144,7 @@ internal static class Filters
                 object? Key((string Key, object? Value) p) => SortKey(byValue ? p.Value : p.Key, caseSensitive);
                 pairs.Sort((x, y) => Py.Compare(Key(x), Key(y)));
                 if (reverse) pairs.Reverse();
-                return pairs.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList();
+                return pairs.Select(p => (object?)new PyTuple { p.Key, p.Value }).ToList();
             }
             case "sort":
             {

@@ -235,7 +235,7 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
             if (Peek().Kind == TokenKind.End) break;
             items.Add(ParseExpression());
         }
-        return new ListExpr(items);
+        return new ListExpr(items, tuple: true);
     }
 
     public Expr ParseExpression(bool allowConditional = true)
@@ -474,7 +474,7 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
             case TokenKind.Operator when t.Text == "(":
             {
                 _pos++;
-                if (Accept(")")) return new ListExpr([]);
+                if (Accept(")")) return new ListExpr([], tuple: true);
                 var e = ParseExpression();
                 if (Peek().Kind == TokenKind.Operator && Peek().Text == ",")
                 {
@@ -484,7 +484,7 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
                         if (Peek().Kind == TokenKind.Operator && Peek().Text == ")") break;
                         items.Add(ParseExpression());
                     }
-                    e = new ListExpr(items);
+                    e = new ListExpr(items, tuple: true);
                 }
                 ExpectOperator(")");
                 return e;

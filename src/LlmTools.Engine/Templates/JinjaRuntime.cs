@@ -199,7 +199,7 @@ internal static class Runtime
             var key = Arg(a, k, 0, "key");
             return key is string s && d.TryGetValue(s, out var v) ? v : Arg(a, k, 1, "default");
         }),
-        "items" => Method(name, (_, _) => d.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }).ToList()),
+        "items" => Method(name, (_, _) => d.Select(kv => (object?)new PyTuple { kv.Key, kv.Value }).ToList()),
         "keys" => Method(name, (_, _) => d.Keys.Cast<object?>().ToList()),
         "values" => Method(name, (_, _) => d.Values.ToList()),
         "copy" => Method(name, (_, _) => new OrderedDictionary<string, object?>(d, StringComparer.Ordinal)),

@@ -12,6 +12,13 @@ internal sealed class Undefined(string name)
     public override string ToString() => "";
 }
 
+/// <summary>A Python tuple: a list that prints as (a, b). dict.items(), dictsort and (a, b) literals make them.</summary>
+internal sealed class PyTuple : List<object?>
+{
+    public PyTuple() { }
+    public PyTuple(IEnumerable<object?> items) : base(items) { }
+}
+
 /// <summary>The object namespace(...) makes: attributes that a loop body can set and the code after it can read.</summary>
 internal sealed class Namespace
 {
@@ -88,6 +95,7 @@ internal static class Py
         switch (v)
         {
             case string s: return StringRepr(s);
+            case PyTuple t: return t.Count == 1 ? "(" + Repr(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Repr)) + ")";
             case List<object?> list: return "[" + string.Join(", ", list.Select(Repr)) + "]";
             case OrderedDictionary<string, object?> d: return "{" + string.Join(", ", d.Select(kv => StringRepr(kv.Key) + ": " + Repr(kv.Value))) + "}";
             case Namespace: return "<Namespace>";
@@ -145,6 +153,7 @@ internal static class Py
         long => "int",
         double => "float",
         string => "str",
+        PyTuple => "tuple",
         List<object?> => "list",
         OrderedDictionary<string, object?> => "dict",
         Namespace => "Namespace",
@@ -253,7 +262,7 @@ internal static class Py
         System.Text.Json.JsonValueKind.True => true,
         System.Text.Json.JsonValueKind.False => false,
         System.Text.Json.JsonValueKind.String => e.GetString(),
-        System.Text.Json.JsonValueKind.Number => e.TryGetInt64(out var l) && !e.GetRawText().Contains('.') && !e.GetRawText().Contains('e') && !e.GetRawText().Contains('E') ? l : e.GetDouble(),
+        System.Text.Json.JsonValueKind.Number => e.TryGetInt64(out var l) && !e.GetRawText().Contains('.') && !e.GetRawText().Contains('e') && !e.GetRawText().Contains('E') ? (object)l : e.GetDouble(),
         System.Text.Json.JsonValueKind.Array => e.EnumerateArray().Select(FromJson).ToList(),
         _ => e.EnumerateObject().Aggregate(new OrderedDictionary<string, object?>(StringComparer.Ordinal), (d, p) => { d[p.Name] = FromJson(p.Value); return d; }),
     };
