@@ -13,12 +13,34 @@ public sealed class ModelArgumentCompleter : IArgumentCompleter
         var word = wordToComplete.Trim('\'', '"');
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var candidates = ModelCache.Instance.List().Select(m => (m.Path, $"{m.Name} (loaded)"))
+            .Concat(HubReferences())
             .Concat(ModelLocations.FindGgufFiles(ModelLocations.SearchFolders()).Select(p => (p, Path.GetFileName(p))));
         foreach (var (path, tip) in candidates)
         {
             if (!seen.Add(path)) continue;
             if (word.Length > 0 && !path.Contains(word, StringComparison.OrdinalIgnoreCase)) continue;
             yield return new CompletionResult(Quote(path), Path.GetFileName(path), CompletionResultType.ParameterValue, tip);
+        }
+    }
+
+    /// <summary>Models in the Hugging Face cache as the references that name them: org/name:QUANT (or org/name/file).</summary>
+    private static IEnumerable<(string, string)> HubReferences()
+    {
+        var hub = ModelLocations.HuggingFaceHubCache;
+        if (!Directory.Exists(hub)) yield break;
+        foreach (var repoDir in Directory.EnumerateDirectories(hub, "models--*"))
+        {
+            var parts = Path.GetFileName(repoDir)["models--".Length..].Split("--", 2);
+            if (parts.Length != 2) continue;
+            var repo = parts[0] + "/" + parts[1];
+            var snapshots = Path.Combine(repoDir, "snapshots");
+            if (!Directory.Exists(snapshots)) continue;
+            foreach (var file in ModelLocations.FindGgufFiles([snapshots]))
+            {
+                var name = Path.GetFileName(file);
+                var quant = Hub.HubModels.QuantizationOf(name);
+                yield return (quant is null ? $"{repo}/{name}" : $"{repo}:{quant}", $"{repo} {name} (Hugging Face cache)");
+            }
         }
     }
 

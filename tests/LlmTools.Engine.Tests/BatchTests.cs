@@ -149,6 +149,32 @@ public class BatchTests
         Assert.Equal(CompletionEngine.Complete(lease, Prompts[2], Greedy, Context, NullEngineEvents.Instance, default).Text, again[2].Text);
     }
 
+    [Theory]
+    [InlineData(8, 1_000, 1_000_000, 8)]        // fits
+    [InlineData(8, 100_000, 1_000_000, 4)]      // 8 x 100 kB > half of 1 MB: halved until it fits
+    [InlineData(16, 300_000, 1_000_000, 1)]     // even two do not fit: one, refused later by the context check
+    [InlineData(1, 10_000_000, 1_000_000, 1)]
+    public void KvMemoryForEverySequenceIsSizedUpFront(int requested, long perSequence, long available, int expected) =>
+        Assert.Equal(expected, BatchGenerator.FitSequences(requested, perSequence, available));
+
+    [SkippableFact]
+    public void AContextTooLargeForMemoryIsAClearErrorNotAnAbort()
+    {
+        // 32 layers x 256 wide keys and values: 32 KiB of KV cache per token, 32 GiB for the largest context allowed.
+        var path = LlmTools.TestModels.TinyModel.Write(TestFiles.NewPath("deep.gguf"), new LlmTools.TestModels.TinyModelOptions
+        {
+            Layers = 32, Embedding = 256, Heads = 4, KvHeads = 4, FeedForward = 64, ContextLength = 1 << 20,
+        });
+        using var lease = ModelCache.Instance.Acquire(path, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        long needed = lease.Model.EstimateKvBytes(1 << 20);
+        Skip.If(needed <= GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2, "this machine has memory for the largest context allowed");
+        var e = Assert.Throws<LlmException>(() =>
+            CompletionEngine.Complete(lease, "x", Greedy, Context with { ContextSize = 1 << 20 }, NullEngineEvents.Instance, default));
+        Assert.Equal("ContextTooLarge", e.ErrorId);
+        Assert.Contains("MiB", e.Message);
+        ModelCache.Instance.Unload(path);
+    }
+
     [Fact]
     public void BatchSizeOutOfRangeIsRefused()
     {

@@ -6,7 +6,7 @@ BeforeAll {
     $script:Hub = [LlmTools.TestModels.FakeHub]::new()
     $script:Secret = 'hf_' + [guid]::NewGuid().ToString('N')
     $Hub.Tokens[$Secret] = 'alice'
-    $modelBytes = [IO.File]::ReadAllBytes($(if ($HasShared) { $Stories } else { $TinyModel }))
+    $script:modelBytes = [IO.File]::ReadAllBytes($(if ($HasShared) { $Stories } else { $TinyModel }))
     $files = [System.Collections.Generic.Dictionary[string, byte[]]]::new()
     $files['stories260K-Q4_K_M.gguf'] = $modelBytes
     $files['README.md'] = [Text.Encoding]::UTF8.GetBytes('# test model')
@@ -139,6 +139,36 @@ Describe 'Models from the Hub' {
         Test-Path $info.Path | Should -BeFalse
         Test-Path $blob | Should -BeFalse
         { Uninstall-LlmModel 'test-org/stories-GGUF' -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'HubModelNotInstalled,LlmTools.Commands.UninstallLlmModelCommand'
+    }
+
+    It 'lets two processes download the same file at once without corrupting it' {
+        Uninstall-LlmModel 'test-org/stories-GGUF' -Confirm:$false -ErrorAction Ignore
+        $Hub.DelayPerChunkMs = 40
+        try {
+            $gets = { @($Hub.Requests | Where-Object { $_.Server -eq 'cdn' -and $_.Method -eq 'GET' }).Count }
+            $before = & $gets
+            $script = "Import-Module '$ModulePath/LlmTools.psd1'; (Install-LlmModel 'test-org/stories-GGUF').Path"
+            $root = Join-Path $PSScriptRoot '../..'
+            $jobs = 1..2 | ForEach-Object {
+                $out = Join-Path $TestDir "concurrent-$_-$([guid]::NewGuid().ToString('N').Substring(0, 6)).txt"
+                @{ Out = $out; Process = Start-Process dotnet -ArgumentList @('pwsh', '-NoProfile', '-NonInteractive', '-Command', $script) `
+                        -WorkingDirectory $root -RedirectStandardOutput $out -PassThru }
+            }
+            $jobs | ForEach-Object { $_.Process.WaitForExit(120000) | Should -BeTrue }
+            $paths = $jobs | ForEach-Object { (Get-Content $_.Out -Raw).Trim() }
+            $paths[0] | Should -BeLike '*stories260K-Q4_K_M.gguf'
+            $paths[1] | Should -Be $paths[0]
+            (& $gets) - $before | Should -Be 1
+            [Linq.Enumerable]::SequenceEqual([byte[]][IO.File]::ReadAllBytes($paths[0]), [byte[]]$modelBytes) | Should -BeTrue
+        } finally {
+            $Hub.DelayPerChunkMs = 0
+        }
+    }
+
+    It 'completes -Model with models in the Hugging Face cache' {
+        Install-LlmModel 'test-org/stories-GGUF' | Out-Null
+        $line = 'Invoke-LlmCompletion -Prompt x -Model stories'
+        (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain 'test-org/stories-GGUF:Q4_K_M'
     }
 
     It 'shows download progress with bytes, speed and time left' {

@@ -44,8 +44,7 @@ public sealed class BatchGenerator : IDisposable
         _prefix = prefix;
         var single = _model.Resolve(contextOptions);
         // KV memory for every sequence is sized up front: a batch that does not fit is made smaller, with a warning.
-        int n = parallel;
-        while (n > 1 && !_model.KvFits((long)single.ContextSize * n)) n /= 2;
+        int n = FitSequences(parallel, _model.EstimateKvBytes(single.ContextSize), GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         if (n < parallel)
             events.Warning($"A batch of {parallel} sequences of {single.ContextSize} tokens does not fit in memory; using {n}. Lower -ContextSize to batch more.");
         Parallel = n;
@@ -62,6 +61,17 @@ public sealed class BatchGenerator : IDisposable
             _model.ReturnContext(_ctx);
             throw;
         }
+    }
+
+    /// <summary>
+    /// How many sequences of <paramref name="kvBytesPerSequence"/> fit when a context may take half the memory: the
+    /// requested number, halved until it fits (at least one; a single sequence that does not fit is refused later).
+    /// </summary>
+    public static int FitSequences(int requested, long kvBytesPerSequence, long availableBytes)
+    {
+        int n = requested;
+        while (n > 1 && kvBytesPerSequence * n > availableBytes / 2) n /= 2;
+        return n;
     }
 
     /// <summary>Sequences decoded together (BatchSize, or fewer when memory is short).</summary>

@@ -59,9 +59,6 @@ internal sealed class LoadedModel
         return 2L * Info.LayerCount * contextSize * embdKv * 2;
     }
 
-    /// <summary>Whether a context of this many cells fits in memory (its KV cache takes at most half of what is free).</summary>
-    public bool KvFits(long cells) => EstimateKvBytes((int)Math.Min(cells, int.MaxValue)) <= GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
-
     public InferenceContext RentContext(ResolvedContextOptions options, IEngineEvents events)
     {
         lock (_gate)
