@@ -20,23 +20,7 @@ public static class ModelLocations
     }
 
     /// <summary>The Hugging Face hub cache, as huggingface_hub resolves it: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.</summary>
-    public static string HuggingFaceHubCache
-    {
-        get
-        {
-            var hub = Environment.GetEnvironmentVariable("HF_HUB_CACHE");
-            if (!string.IsNullOrEmpty(hub)) return hub;
-            var home = Environment.GetEnvironmentVariable("HF_HOME");
-            if (string.IsNullOrEmpty(home))
-            {
-                var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-                home = Path.Combine(string.IsNullOrEmpty(xdg)
-                    ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache")
-                    : xdg, "huggingface");
-            }
-            return Path.Combine(home, "hub");
-        }
-    }
+    public static string HuggingFaceHubCache => Hub.HubSettings.FromEnvironment().HubCache;
 
     public static IReadOnlyList<string> SearchFolders()
     {

@@ -65,6 +65,37 @@ public abstract class GenerationCmdlet : ModelCmdlet
     }
 }
 
+/// <summary>Base of the cmdlets that open a chat session (New-LlmChatSession, Start-LlmChat).</summary>
+public abstract class ChatSessionCmdlet : GenerationCmdlet
+{
+    /// <summary>The system message: instructions for the whole conversation.</summary>
+    [Parameter]
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>A chat template (Jinja) to use instead of the model's.</summary>
+    [Parameter]
+    public string? Template { get; set; }
+
+    /// <summary>Loads (or finds) the model and opens a session with its chat format; the session owns the model lease.</summary>
+    protected ChatSession OpenSession()
+    {
+        var path = ResolveModelPath();
+        return RunEngine((events, cancel) =>
+        {
+            var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
+            try
+            {
+                return new ChatSession(lease, ChatFormat.ForModel(lease, Template, events), SystemPrompt, Options, ContextOptions, events);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+        });
+    }
+}
+
 /// <summary>
 /// Base of cmdlets that run many piped inputs: one at a time when streaming, else decoded together as parallel
 /// sequences (continuous batching). Results are written in input order as soon as they and those before them are

@@ -116,7 +116,7 @@ public class ChatTests
     }
 
     [Fact]
-    public void ASessionUsedFromTwoThreadsAtOnceRefusesTheSecond()
+    public async Task ASessionUsedFromTwoThreadsAtOnceRefusesTheSecond()
     {
         using var session = NewSession(ChatModel.Value, options: Greedy with { MaxTokens = 100000 }, context: Context with { ContextSize = 60000 });
         using var started = new ManualResetEventSlim();
@@ -126,7 +126,7 @@ public class ChatTests
         var e = Assert.Throws<LlmException>(() => session.Send("Interrupting", NullEngineEvents.Instance, default));
         Assert.Equal("ChatSessionBusy", e.ErrorId);
         cts.Cancel();
-        Assert.Equal(LlmStopReason.Cancelled, first.Result.StopReason);
+        Assert.Equal(LlmStopReason.Cancelled, (await first).StopReason);
         Assert.DoesNotContain(session.Messages, m => m.Content == "Interrupting");
         Assert.NotEqual(LlmStopReason.Cancelled, session.Send("Now", NullEngineEvents.Instance, default).StopReason);
     }

@@ -135,18 +135,7 @@ public class GgufValidationTests
     [Fact]
     public void VocabularyOnlyFileCanTokenizeButNotGenerate()
     {
-        var path = TestFiles.NewPath("vocab.gguf");
-        var (tokens, scores, types) = TinyModel.BuildVocabulary();
-        new GgufWriter()
-            .Set("general.architecture", "llama")
-            .Set("llama.context_length", 512u)
-            .Set("tokenizer.ggml.model", "llama")
-            .Set("tokenizer.ggml.tokens", tokens)
-            .Set("tokenizer.ggml.scores", scores)
-            .Set("tokenizer.ggml.token_type", types)
-            .Set("tokenizer.ggml.bos_token_id", 1u)
-            .Set("tokenizer.ggml.eos_token_id", 2u)
-            .Write(path);
+        var path = TinyModel.WriteVocabularyOnly(TestFiles.NewPath("vocab.gguf"));
         Assert.True(ModelInfoReader.Read(path).IsVocabularyOnly);
         Assert.Equal("VocabularyOnlyModel", AcquireFails(path).ErrorId);
         using var lease = ModelCache.Instance.AcquireTokenizer(path, NullEngineEvents.Instance, default);

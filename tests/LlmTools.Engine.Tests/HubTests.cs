@@ -316,7 +316,8 @@ public sealed class HubTokenTests
             Environment.SetEnvironmentVariable("HUGGING_FACE_HUB_TOKEN", null);
             Assert.Equal((null, HubTokenSource.None), HubToken.Resolve(null, HubTokenSource.Parameter, settings));
             HubToken.Save("hf_from_file\n", settings);
-            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(settings.TokenPath));
+            if (!OperatingSystem.IsWindows())
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(settings.TokenPath));
             Assert.Equal(("hf_from_file", HubTokenSource.TokenFile), HubToken.Resolve(null, HubTokenSource.Parameter, settings));
             Environment.SetEnvironmentVariable("HUGGING_FACE_HUB_TOKEN", "hf_old_env");
             Assert.Equal(("hf_old_env", HubTokenSource.HUGGING_FACE_HUB_TOKEN), HubToken.Resolve(null, HubTokenSource.Parameter, settings));

@@ -104,6 +104,23 @@ public static class TinyModel
         return (tokens.ToArray(), scores.ToArray(), types.ToArray());
     }
 
+    /// <summary>Writes a GGUF with only the tokenizer (no tensors), like llama.cpp's ggml-vocab-*.gguf files.</summary>
+    public static string WriteVocabularyOnly(string path)
+    {
+        var (tokens, scores, types) = BuildVocabulary();
+        new GgufWriter()
+            .Set("general.architecture", "llama")
+            .Set("llama.context_length", 512u)
+            .Set("tokenizer.ggml.model", "llama")
+            .Set("tokenizer.ggml.tokens", tokens)
+            .Set("tokenizer.ggml.scores", scores)
+            .Set("tokenizer.ggml.token_type", types)
+            .Set("tokenizer.ggml.bos_token_id", 1u)
+            .Set("tokenizer.ggml.eos_token_id", 2u)
+            .Write(path);
+        return path;
+    }
+
     /// <summary>Writes the model and returns its path.</summary>
     public static string Write(string path, TinyModelOptions? options = null)
     {

@@ -19,16 +19,8 @@ namespace LlmTools.Commands;
 /// </example>
 [Cmdlet(VerbsCommon.New, "LlmChatSession")]
 [OutputType(typeof(ChatSession))]
-public sealed class NewLlmChatSessionCommand : GenerationCmdlet
+public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
 {
-    /// <summary>The system message: instructions for the whole conversation.</summary>
-    [Parameter]
-    public string? SystemPrompt { get; set; }
-
-    /// <summary>A chat template (Jinja) to use instead of the model's.</summary>
-    [Parameter]
-    public string? Template { get; set; }
-
     /// <summary>Messages to start from: objects or hashtables with role and content.</summary>
     [Parameter]
     public object[]? History { get; set; }
@@ -37,21 +29,7 @@ public sealed class NewLlmChatSessionCommand : GenerationCmdlet
     {
         try
         {
-            var path = ResolveModelPath();
-            var session = RunEngine((events, cancel) =>
-            {
-                var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
-                try
-                {
-                    var format = ChatFormat.ForModel(lease, Template, events);
-                    return new ChatSession(lease, format, SystemPrompt, Options, ContextOptions, events);
-                }
-                catch
-                {
-                    lease.Dispose();
-                    throw;
-                }
-            });
+            var session = OpenSession();
             if (History is { Length: > 0 })
             {
                 var messages = History.Select(ChatInput.ToMessage).ToList();

@@ -23,16 +23,8 @@ namespace LlmTools.Commands;
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "LlmChat")]
 [OutputType(typeof(void))]
-public sealed class StartLlmChatCommand : GenerationCmdlet
+public sealed class StartLlmChatCommand : ChatSessionCmdlet
 {
-    /// <summary>The system message: instructions for the whole conversation.</summary>
-    [Parameter]
-    public string? SystemPrompt { get; set; }
-
-    /// <summary>A chat template (Jinja) to use instead of the model's.</summary>
-    [Parameter]
-    public string? Template { get; set; }
-
     /// <summary>Lines to use instead of the keyboard: messages, or slash commands.</summary>
     [Parameter(ValueFromPipeline = true)]
     [AllowEmptyString]
@@ -62,20 +54,7 @@ public sealed class StartLlmChatCommand : GenerationCmdlet
         base.BeginProcessing();
         try
         {
-            var path = ResolveModelPath();
-            _session = RunEngine((events, cancel) =>
-            {
-                var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
-                try
-                {
-                    return new ChatSession(lease, ChatFormat.ForModel(lease, Template, events), SystemPrompt, Options, ContextOptions, events);
-                }
-                catch
-                {
-                    lease.Dispose();
-                    throw;
-                }
-            });
+            _session = OpenSession();
         }
         catch (LlmException e)
         {
