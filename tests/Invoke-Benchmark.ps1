@@ -14,8 +14,8 @@ param(
     [string] $Configuration = 'Release',
     [int] $Threads = [Environment]::ProcessorCount,
     [int] $PromptWords = 150,
-    [int] $GenerateTokens = 64,
-    [int] $Rounds = 3,
+    [int] $GenerateTokens = 48,
+    [int] $Rounds = 7,
     [int] $ShortPrompts = 100,
     [int[]] $BatchSizes = @(1, 2, 4, 8, 16),
     [int] $BatchPrompts = 64,
@@ -23,6 +23,9 @@ param(
     [int] $PrefixWords = 190,
     [int] $PrefixPrompts = 32,
     [int] $StabilityCompletions = 1000,
+    # Which parts to run (all by default).
+    [ValidateSet('Speed', 'Overhead', 'Batch', 'Prefix', 'Stability')]
+    [string[]] $Sections = @('Speed', 'Overhead', 'Batch', 'Prefix', 'Stability'),
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
     [switch] $Quick
 )
@@ -72,6 +75,8 @@ $direct::Executor($warm, 4) | Out-Null
 $direct::Native($warm, 4) | Out-Null
 
 $rows = [System.Collections.Generic.List[object]]::new()
+$summary = @(); $overhead = $null; $batchRows = @(); $prefixRow = $null; $stability = $null; $rss = @()
+if ('Speed' -in $Sections) {
 for ($r = 1; $r -le $Rounds; $r++) {
     # A different prompt per path and round: the cmdlet's prefix reuse must not make its prompt look free.
     $order = @('a', 'b', 'c')
@@ -113,24 +118,32 @@ foreach ($s in $summary) {
     $s | Add-Member 'Gen vs (c)' ('{0:P1}' -f ($s.'Gen tok/s' / $ceilingGen))
 }
 $summary | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+}
 
 # Per-call overhead over short prompts on a cached model: wall time per call, cmdlet vs native loop, interleaved.
+if ('Overhead' -in $Sections) {
 $short = 1..$ShortPrompts | ForEach-Object { New-Prompt 4 }
-$cmdletMs = @(); $nativeMs = @()
+$cmdletMs = @(); $nativeMs = @(); $outsideMs = @()
 for ($i = 0; $i -lt 3; $i++) {
     $sw = [Diagnostics.Stopwatch]::StartNew()
-    $short | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 1 -Temperature 0 -RepeatPenalty 1 -BatchSize 1 | Out-Null
-    $cmdletMs += $sw.Elapsed.TotalMilliseconds / $short.Count
+    $results = $short | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize $contextSize -MaxTokens 1 -Temperature 0 -RepeatPenalty 1 -BatchSize 1
+    $wall = $sw.Elapsed.TotalMilliseconds
+    $cmdletMs += $wall / $short.Count
+    # What the call costs beyond the engine's own work (tokenize, decode, sample): PowerShell, binding, the pump, objects.
+    $outsideMs += ($wall - ($results | ForEach-Object { $_.TotalDuration.TotalMilliseconds } | Measure-Object -Sum).Sum) / $short.Count
     $nativeMs += $direct::NativeMillisecondsPerCall([string[]]$short)
 }
 $overhead = [pscustomobject]@{
-    Prompts              = $short.Count
-    'Cmdlet ms/call'     = [math]::Round((Get-Median $cmdletMs), 2)
-    'Native ms/call'     = [math]::Round((Get-Median $nativeMs), 2)
-    'Overhead ms/call'   = [math]::Round((Get-Median $cmdletMs) - (Get-Median $nativeMs), 2)
+    Prompts                    = $short.Count
+    'Cmdlet ms/call'           = [math]::Round((Get-Median $cmdletMs), 2)
+    'Native ms/call'           = [math]::Round((Get-Median $nativeMs), 2)
+    'Cmdlet - native ms'       = [math]::Round((Get-Median $cmdletMs) - (Get-Median $nativeMs), 2)
+    'Outside the engine ms'    = [math]::Round((Get-Median $outsideMs), 2)
 }
 $overhead | Format-Table -AutoSize | Out-String | Write-Host
+}
 
+if ('Batch' -in $Sections) {
 # Throughput of piped prompts at several batch sizes: (a) the cmdlet, (c) the native batched loop, interleaved.
 $directBatched = $benchAsm.GetType('LlmTools.Benchmarks.DirectBatched')
 $pipedPrompts = 1..$BatchPrompts | ForEach-Object { New-Prompt 8 }
@@ -152,7 +165,9 @@ $base = $batchRows[0].'(a) tok/s'
 foreach ($row in $batchRows) { $row | Add-Member '(a) vs batch 1' ('{0:N2}x' -f ($row.'(a) tok/s' / $base)) }
 Write-Host "Generated tokens per second (prompt evaluation included) for $BatchPrompts piped prompts, $BatchTokens new tokens each:"
 $batchRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+}
 
+if ('Prefix' -in $Sections) {
 # A shared prefix (instructions or examples in front of every prompt): -Prefix evaluates it once.
 $prefixText = (New-Prompt $PrefixWords) + '. '
 $prefixCount = (Measure-LlmToken $prefixText -Model $model).Count
@@ -174,8 +189,10 @@ $prefixRow = [pscustomobject]@{
 }
 Write-Host "A $prefixCount-token shared prefix in front of $PrefixPrompts prompts (batch 8):"
 $prefixRow | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+}
 
 # Stability: resident memory over many completions, and what unloading gives back.
+if ('Stability' -in $Sections) {
 function Get-Rss { [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [Math]::Round([System.Diagnostics.Process]::GetCurrentProcess().WorkingSet64 / 1MB, 1) }
 $small = Join-Path $OutDir 'bench-stability.gguf'
 if (-not (Test-Path $small)) {
@@ -201,6 +218,8 @@ $stability = [pscustomobject]@{
 }
 Write-Host 'Resident memory:'
 $stability | Format-List | Out-String | Write-Host
+}
+$direct::Unload()
 
 $report = [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
@@ -209,6 +228,7 @@ $report = [ordered]@{
 }
 $report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json')
 
+if ($summary.Count -eq 0) { $report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json'); return }
 # A bar chart a person can open: tokens per second of each path, prompt and generation.
 $w = 720; $h = 360; $left = 70; $barW = 60; $maxV = [math]::Max(1, ($summary | ForEach-Object { $_.'Prompt tok/s'; $_.'Gen tok/s' } | Measure-Object -Maximum).Maximum)
 $colors = @{ a = '#1f77b4'; b = '#ff7f0e'; c = '#2ca02c' }
