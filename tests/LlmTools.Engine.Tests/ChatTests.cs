@@ -106,7 +106,8 @@ public class ChatTests
     [Fact]
     public void CancellingAReplyKeepsTheSessionUsable()
     {
-        using var session = NewSession(ChatModel.Value, options: Greedy with { MaxTokens = 100000 }, context: Context with { ContextSize = 60000 });
+        // Long enough to be stopped mid-reply, bounded so that a reply that is not stopped ends soon.
+        using var session = NewSession(ChatModel.Value, options: Greedy with { MaxTokens = 3000 }, context: Context with { ContextSize = 4096 });
         using var cts = new CancellationTokenSource();
         var reply = session.Send("Hello", new Recorder([], cts.Cancel), cts.Token);
         Assert.Equal(LlmStopReason.Cancelled, reply.StopReason);
@@ -118,7 +119,7 @@ public class ChatTests
     [Fact]
     public async Task ASessionUsedFromTwoThreadsAtOnceRefusesTheSecond()
     {
-        using var session = NewSession(ChatModel.Value, options: Greedy with { MaxTokens = 100000 }, context: Context with { ContextSize = 60000 });
+        using var session = NewSession(ChatModel.Value, options: Greedy with { MaxTokens = 3000 }, context: Context with { ContextSize = 4096 });
         using var started = new ManualResetEventSlim();
         using var cts = new CancellationTokenSource();
         var first = Task.Run(() => session.Send("Hello", new Recorder([], started.Set), cts.Token));

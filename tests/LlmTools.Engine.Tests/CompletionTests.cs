@@ -204,8 +204,8 @@ public class CompletionTests
         var expected = Complete(lease, "Once upon a time");
         using var cts = new CancellationTokenSource();
         var events = new Recorder(new StringBuilder(), onText: cts.Cancel);
-        var r = Complete(lease, "The little dog", Greedy with { MaxTokens = 100000, Temperature = 0 },
-            OneThread with { ContextSize = 60000 }, events, cts.Token);
+        var r = Complete(lease, "The little dog", Greedy with { MaxTokens = 5000, Temperature = 0 },
+            OneThread with { ContextSize = 8192 }, events, cts.Token);
         Assert.Equal(LlmStopReason.Cancelled, r.StopReason);
         Assert.True(r.CompletionTokens < 1000);
         // The next call works and gives the same greedy output as before.

@@ -71,7 +71,8 @@ Describe 'Chat sessions for scripts' {
     }
 
     It 'stops a reply on StopProcessing and the session goes on' {
-        $chat = New-LlmChatSession -Model $ChatModel -Temperature 0 -MaxTokens 100000 -ContextSize 60000
+        # Long enough to be stopped mid-reply, bounded so that the next reply ends soon.
+        $chat = New-LlmChatSession -Model $ChatModel -Temperature 0 -MaxTokens 3000 -ContextSize 4096
         $ps = [powershell]::Create().AddScript({ param($s, $m) Import-Module $m; Invoke-LlmChat -Session $s -Message 'Hello' -Stream }).AddArgument($chat).AddArgument((Join-Path $ModulePath 'LlmTools.psd1'))
         $handle = $ps.BeginInvoke()
         $deadline = [DateTime]::UtcNow.AddSeconds(60)

@@ -93,7 +93,7 @@ Describe 'Invoke-LlmCompletion' {
     It 'stops on StopProcessing (Ctrl+C) and leaves the model usable' {
         $expected = (Invoke-LlmCompletion 'Once upon a time' -Model $TinyModel -MaxTokens 8 -Temperature 0).Text
         $ps = [powershell]::Create()
-        $null = $ps.AddScript("Import-Module '$ModulePath/LlmTools.psd1'; Invoke-LlmCompletion 'The dog' -Model '$TinyModel' -MaxTokens 1000000 -ContextSize 200000 -Temperature 0 -Stream")
+        $null = $ps.AddScript("Import-Module '$ModulePath/LlmTools.psd1'; Invoke-LlmCompletion 'The dog' -Model '$TinyModel' -MaxTokens 20000 -ContextSize 32768 -Temperature 0 -Stream")
         $handle = $ps.BeginInvoke()
         $deadline = [DateTime]::UtcNow.AddSeconds(60)
         while ($ps.Streams.Information.Count -lt 5 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
