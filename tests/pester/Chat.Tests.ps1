@@ -151,3 +151,39 @@ Describe 'Start-LlmChat' {
         $text | Should -Match 'The oldest exchange was dropped'
     }
 }
+
+Describe 'Start-LlmChat at a terminal' {
+    BeforeDiscovery { $HasTmux = [bool](Get-Command tmux -ErrorAction Ignore) }
+
+    It 'stops a reply on Ctrl+C and stays in the chat' -Skip:(-not $HasTmux) {
+        $name = "llmtools-$PID"
+        $root = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
+        function Screen { (& tmux capture-pane -t $name -p -S -200) -join "`n" }
+        function WaitFor([string] $pattern) {
+            $deadline = [DateTime]::UtcNow.AddSeconds(90)
+            while ([DateTime]::UtcNow -lt $deadline) {
+                if ((Screen) -match $pattern) { return $true }
+                Start-Sleep -Milliseconds 100
+            }
+            return $false
+        }
+        & tmux new-session -d -s $name -x 200 -y 50 -c $root
+        try {
+            & tmux send-keys -t $name "dotnet pwsh -NoProfile -NoLogo" Enter
+            WaitFor 'PS .*>' | Should -BeTrue
+            & tmux send-keys -t $name "Import-Module '$ModulePath/LlmTools.psd1'; Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 20000 -ContextSize 32768" Enter
+            WaitFor 'Chatting with tiny-chat-test' | Should -BeTrue
+            & tmux send-keys -t $name 'Hello' Enter
+            WaitFor '(?s)> Hello\s*\n.{40,}' | Should -BeTrue -Because 'the reply streams'
+            & tmux send-keys -t $name C-c
+            WaitFor '\[stopped\]' | Should -BeTrue
+            (Screen) | Should -Match '\[\d+ tokens, .*; Cancelled\]'
+            & tmux send-keys -t $name '/stats' Enter
+            WaitFor '1 exchanges, \d+ of 32768 tokens' | Should -BeTrue -Because 'the chat goes on after Ctrl+C'
+            & tmux send-keys -t $name '/exit' Enter
+            WaitFor 'Bye\.' | Should -BeTrue
+        } finally {
+            & tmux kill-session -t $name 2>$null
+        }
+    }
+}
