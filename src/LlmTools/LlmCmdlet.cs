@@ -31,7 +31,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     /// <summary>Runs <paramref name="work"/> on a worker thread and pumps its events here until it ends.</summary>
     protected T RunEngine<T>(Func<IEngineEvents, CancellationToken, T> work, bool streamText = false)
     {
-        var pump = new EventPump(streamText);
+        using var pump = new EventPump(streamText);
         var token = _cancel.Token;
         var task = Task.Run(() =>
         {
@@ -109,10 +109,12 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     };
 
     /// <summary>Queues engine events from worker threads; <see cref="Drain"/> writes them on the pipeline thread.</summary>
-    private sealed class EventPump(bool streamText) : IEngineEvents
+    private sealed class EventPump(bool streamText) : IEngineEvents, IDisposable
     {
         private readonly BlockingCollection<Action<LlmCmdlet>> _queue = new();
         private readonly Dictionary<string, int> _activities = new();
+
+        public void Dispose() => _queue.Dispose();
 
         public void Complete() => _queue.CompleteAdding();
 
