@@ -164,6 +164,12 @@ public sealed class HubTests : IDisposable
         AddStories();
         Assert.Equal("HubRevisionNotFound", Assert.Throws<LlmException>(() => Install("test-org/stories-GGUF@v9")).ErrorId);
         Assert.Equal("HubFileNotFound", Assert.Throws<LlmException>(() => Install("test-org/stories-GGUF/nope.gguf")).ErrorId);
+        // The missing file is recorded in .no_exist/{commit}/{path}, so asking again makes no network call.
+        var commit = _hub.CommitOf("test-org/stories-GGUF");
+        Assert.True(File.Exists(Path.Combine(_cacheRoot, "models--test-org--stories-GGUF", ".no_exist", commit, "nope.gguf")));
+        int requests = _hub.Requests.Count;
+        Assert.Equal("HubFileNotFound", Assert.Throws<LlmException>(() => Install("test-org/stories-GGUF/nope.gguf")).ErrorId);
+        Assert.Equal(requests, _hub.Requests.Count);
     }
 
     [Fact]

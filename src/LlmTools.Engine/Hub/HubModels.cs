@@ -115,6 +115,10 @@ public static partial class HubModels
         if (!update || settings.Offline)
         {
             if (FromCache(cache, reference, quantization, rev) is { } cached) return cached;
+            if (reference.FilePath is { } file && cache.IsMarkedMissing(repo, rev, file))
+                throw new LlmException("HubFileNotFound", LlmErrorKind.ObjectNotFound,
+                    $"File '{file}' does not exist in '{repo}' at '{rev}' (known from an earlier answer of the Hub). " +
+                    $"Find-LlmModel -Name {repo} -Files lists its GGUF files.", repo);
             if (settings.Offline)
                 throw new LlmException("HubNotCached", LlmErrorKind.ResourceUnavailable,
                     $"'{reference}' is not in the Hugging Face cache ({settings.HubCache}) and HF_HUB_OFFLINE is set, so it cannot be downloaded. " +
@@ -132,7 +136,19 @@ public static partial class HubModels
             events.Warning($"The Hub cannot be reached ({e.Message}); using the cached copy of '{reference}'.");
             return fallback;
         }
-        var model = Select(reference, GgufModels(repo, info.Files), quantization);
+        HubModelFile model;
+        try
+        {
+            model = Select(reference, GgufModels(repo, info.Files), quantization);
+        }
+        catch (LlmException e) when (e.ErrorId == "HubFileNotFound" && reference.FilePath is { } missing)
+        {
+            // Recorded as huggingface_hub records an EntryNotFound, so asking again needs no network call. (The ref is
+            // otherwise written only once the files are there: @huggingface/hub's cache scan rejects a dangling one.)
+            cache.MarkMissing(repo, info.Commit, missing);
+            cache.WriteRef(repo, rev, info.Commit);
+            throw;
+        }
         var downloader = new HubDownloader(client, cache);
         string? first = null;
         bool downloaded = false;
