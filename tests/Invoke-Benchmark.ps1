@@ -148,17 +148,23 @@ if ('Batch' -in $Sections) {
 $directBatched = $benchAsm.GetType('LlmTools.Benchmarks.DirectBatched')
 $pipedPrompts = 1..$BatchPrompts | ForEach-Object { New-Prompt 8 }
 $batchRows = foreach ($n in $BatchSizes) {
-    $sw = [Diagnostics.Stopwatch]::StartNew()
-    $res = $pipedPrompts | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize 128 -MaxTokens $BatchTokens -Temperature 0 -RepeatPenalty 1 -BatchSize $n
-    $aSeconds = $sw.Elapsed.TotalSeconds
-    $aTokens = ($res | Measure-Object CompletionTokens -Sum).Sum
-    $c = $directBatched::Run($model, [string[]]$pipedPrompts, $n, $BatchTokens, $Threads, 128)
+    # Twice each, alternating (a) and (c); the faster run of each counts (transient load only ever slows a run down).
+    $aBest = 0.0; $cBest = 0.0; $same = $true
+    for ($repeat = 0; $repeat -lt 2; $repeat++) {
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $res = $pipedPrompts | Invoke-LlmCompletion -Model $model -Threads $Threads -ContextSize 128 -MaxTokens $BatchTokens -Temperature 0 -RepeatPenalty 1 -BatchSize $n
+        $aSeconds = $sw.Elapsed.TotalSeconds
+        $aBest = [Math]::Max($aBest, ($res | Measure-Object CompletionTokens -Sum).Sum / $aSeconds)
+        $c = $directBatched::Run($model, [string[]]$pipedPrompts, $n, $BatchTokens, $Threads, 128)
+        $cBest = [Math]::Max($cBest, $c.Item1 / $c.Item2)
+        $same = $same -and ($null -eq (Compare-Object @($res.Text) @($c.Item3) -SyncWindow 0))
+    }
     [pscustomobject]@{
         BatchSize         = $n
-        '(a) tok/s'       = [math]::Round($aTokens / $aSeconds, 1)
-        '(c) tok/s'       = [math]::Round($c.Item1 / $c.Item2, 1)
-        '(a) vs (c)'      = '{0:P1}' -f (($aTokens / $aSeconds) / ($c.Item1 / $c.Item2))
-        'same texts'      = $null -eq (Compare-Object @($res.Text) @($c.Item3) -SyncWindow 0)
+        '(a) tok/s'       = [math]::Round($aBest, 1)
+        '(c) tok/s'       = [math]::Round($cBest, 1)
+        '(a) vs (c)'      = '{0:P1}' -f ($aBest / $cBest)
+        'same texts'      = $same
     }
 }
 $base = $batchRows[0].'(a) tok/s'
