@@ -10,6 +10,8 @@ public interface IEngineEvents
     void Text(string chunk);
     void Verbose(string message);
     void Warning(string message);
+    /// <summary>Detail for the Debug stream (llama.cpp's own informational log lines).</summary>
+    void Debug(string message) { }
 }
 
 /// <summary>An <see cref="IEngineEvents"/> that drops everything.</summary>

@@ -64,9 +64,16 @@ public sealed class LlmLoadedModel
     public required int GpuLayers { get; init; }
     public required DateTime LoadedAt { get; init; }
     public required TimeSpan LoadDuration { get; init; }
-    /// <summary>Contexts (KV caches) kept for reuse, and the calls using the model now.</summary>
+    /// <summary>Contexts (KV caches) held: one, shared by every caller, once the model has generated.</summary>
     public required int Contexts { get; init; }
+    /// <summary>Tokens one sequence of that context may hold (0 before the first generation).</summary>
+    public int ContextSize { get; init; }
+    /// <summary>Bytes of the KV cache held now.</summary>
+    public long KvCacheBytes { get; init; }
+    /// <summary>Calls and chat sessions using the model now.</summary>
     public required int ActiveCalls { get; init; }
+    /// <summary>Loaded, or Unloading: removed, and freed once the calls and chat sessions using it end.</summary>
+    public string Status { get; init; } = "Loaded";
     public required LlmModelInfo Info { get; init; }
 
     public override string ToString() => Path;

@@ -45,7 +45,13 @@ internal sealed class EngineLoadContext : AssemblyLoadContext
 /// <summary>Frees every loaded model when the module is removed.</summary>
 public sealed class ModuleLifetime : IModuleAssemblyInitializer, IModuleAssemblyCleanup
 {
-    public void OnImport() { }
+    // Every runspace that imports the module shares the process's models: only the last one to remove it unloads them.
+    private static int _imports;
 
-    public void OnRemove(PSModuleInfo module) => ModelCache.Instance.UnloadAll();
+    public void OnImport() => Interlocked.Increment(ref _imports);
+
+    public void OnRemove(PSModuleInfo module)
+    {
+        if (Interlocked.Decrement(ref _imports) <= 0) ModelCache.Instance.UnloadAll();
+    }
 }

@@ -119,12 +119,8 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
 
     private ModelLease? _lease;
     private string? _leaseModel; // -Model as given, so a piped model is resolved once per change
-    private BatchGenerator? _batch;
-    private long _nextId;      // id of the next input
-    private long _nextOutput;  // id of the next result to write, so results keep the input order
-    private readonly Dictionary<long, object> _ready = new(); // finished results or errors not yet written
-    private readonly Dictionary<long, string> _inputs = new();
-    private (long Id, string Prompt)? _held; // a first input waits for a second before a batch is worth its memory
+    private CompletionPipeline? _pipeline;
+    private LlmException? _pipelineFailure; // the pipeline could not be set up (a prefix too long): every input fails so
 
     /// <summary>Called once the model is there: prepares what inputs are turned into (a chat format, say).</summary>
     protected virtual void OnModelReady(ModelLease lease) { }
@@ -149,20 +145,17 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
                 $"BatchSize {BatchSize} is out of range: use 1 to 256 inputs decoded together.", BatchSize));
     }
 
-    /// <summary>Runs every input of this record.</summary>
+    /// <summary>Runs every input of this record; results are written in input order as they become ready.</summary>
     protected void Submit(IEnumerable<string> inputs)
     {
         if (EnsureModel() is { } failure)
         {
-            _ready[_nextId++] = failure;
-            WriteReady();
+            WriteLlmError(failure);
             return;
         }
         foreach (var input in inputs)
         {
             if (Cancellation.IsCancellationRequested) return;
-            long id = _nextId++;
-            _inputs[id] = input;
             string prompt;
             try
             {
@@ -170,12 +163,13 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
             }
             catch (LlmException e)
             {
-                _ready[id] = e;
+                if (_pipeline is not null) _pipeline.AddFailed(e, input);
+                else WriteLlmError(e);
                 WriteReady();
                 continue;
             }
-            if (Stream || BatchSize == 1) CompleteOne(id, prompt);
-            else AddToBatch(id, prompt);
+            if (Stream || BatchSize == 1) CompleteOne(input, prompt);
+            else AddToPipeline(input, prompt);
         }
     }
 
@@ -208,102 +202,82 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
         }
     }
 
-    private void CompleteOne(long id, string prompt)
+    /// <summary>One input at a time, its text streamed as it is generated.</summary>
+    private void CompleteOne(string input, string prompt)
     {
+        Flush();
         try
         {
-            _ready[id] = RunEngine((events, cancel) =>
-                CompletionEngine.Complete(_lease!, prompt, OptionsFor(prompt), ContextOptions, events, cancel, PrefixText), Stream);
+            var options = OptionsFor(prompt);
+            var result = RunEngine((events, cancel) =>
+                CompletionEngine.Complete(_lease!, prompt, options, ContextOptions, events, cancel, PrefixText), Stream);
             if (Stream) Host.UI.WriteLine();
+            WriteObject(ResultFor(input, result));
         }
         catch (LlmException e)
         {
-            _ready[id] = e;
+            WriteLlmError(e);
         }
-        WriteReady();
     }
 
-    private void AddToBatch(long id, string prompt)
+    /// <summary>Many inputs in flight at once (the engine decodes them together); waits only when BatchSize are.</summary>
+    private void AddToPipeline(string input, string prompt)
     {
-        if (_batch is null && _held is null)
+        var options = OptionsFor(prompt);
+        if (_pipeline is null && _pipelineFailure is null)
         {
-            _held = (id, prompt);
-            return;
-        }
-        try
-        {
-            if (_batch is null)
+            try
             {
-                var options = OptionsFor(prompt);
-                _batch = RunEngine((events, _) => new BatchGenerator(_lease!, options, ContextOptions, BatchSize, PrefixText, events));
-                var (heldId, heldPrompt) = _held!.Value;
-                _held = null;
-                AddOrFail(heldId, heldPrompt);
+                _pipeline = RunEngine((events, _) => new CompletionPipeline(_lease!, options, ContextOptions, BatchSize, PrefixText, events));
             }
-            while (!_batch.HasFreeSlot) Drain(all: false);
+            catch (LlmException e)
+            {
+                _pipelineFailure = e;
+            }
         }
-        catch (LlmException e)
+        if (_pipelineFailure is not null)
         {
-            // The batch could not be set up (a prefix too long, say): every input fails the same way.
-            if (_held is { } h) { _ready[h.Id] = e; _held = null; }
-            _ready[id] = e;
-            WriteReady();
+            WriteLlmError(_pipelineFailure);
             return;
         }
-        AddOrFail(id, prompt);
+        var pipeline = _pipeline!;
+        RunEngine((_, cancel) =>
+        {
+            pipeline.Add(prompt, options, input, cancel);
+            return 0;
+        });
         WriteReady();
     }
 
-    private void AddOrFail(long id, string prompt)
-    {
-        try { _batch!.Add(id, prompt); }
-        catch (LlmException e) { _ready[id] = e; }
-    }
-
-    /// <summary>Finishes what is under way: a held single input runs alone, a batch runs to its end.</summary>
+    /// <summary>Waits for what is in flight and writes it.</summary>
     private void Flush()
     {
-        if (_held is { } held)
+        if (_pipeline is null) return;
+        var pipeline = _pipeline;
+        RunEngine((_, cancel) =>
         {
-            _held = null;
-            CompleteOne(held.Id, held.Prompt);
-        }
-        if (_batch is not null)
-        {
-            Drain(all: true);
-            _batch.Dispose();
-            _batch = null;
-        }
-    }
-
-    /// <summary>Runs the batch until a sequence finishes (or all do) and writes what is ready, in input order.</summary>
-    private void Drain(bool all)
-    {
-        var batch = _batch!;
-        do
-        {
-            if (batch.Active == 0) break;
-            foreach (var (id, result) in RunEngine((_, cancel) => batch.Step(cancel)))
-                _ready[id] = result;
-            WriteReady();
-        } while (all && batch.Active > 0 && !Cancellation.IsCancellationRequested);
+            pipeline.WaitAll(cancel);
+            return 0;
+        });
+        WriteReady();
     }
 
     private void WriteReady()
     {
-        while (_ready.Remove(_nextOutput, out var item))
+        WriteQueuedEvents();
+        if (_pipeline is null) return;
+        foreach (var output in _pipeline.TakeReady())
         {
-            _inputs.Remove(_nextOutput, out var input);
-            _nextOutput++;
-            if (item is LlmException e) WriteLlmError(e);
-            else WriteObject(ResultFor(input ?? "", (LlmCompletionResult)item));
+            if (output.Error is { } e) WriteLlmError(e);
+            else WriteObject(ResultFor((string?)output.State ?? "", output.Result!));
         }
     }
 
     private void Release()
     {
-        _batch?.Dispose();
-        _batch = null;
+        _pipeline?.Dispose();
+        _pipeline = null;
+        _pipelineFailure = null;
         _lease?.Dispose();
         _lease = null;
         _leaseModel = null;

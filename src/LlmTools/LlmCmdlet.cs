@@ -28,28 +28,51 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     /// <summary>Frees what the call holds (model leases, contexts); runs also when the pipeline is stopped.</summary>
     protected virtual void DisposeResources() { }
 
-    /// <summary>Runs <paramref name="work"/> on a worker thread and pumps its events here until it ends.</summary>
+    private EventPump? _pump;
+
+    /// <summary>
+    /// What the engine reports for this command, from any thread; replayed on the pipeline thread by
+    /// <see cref="RunEngine{T}"/> and <see cref="WriteQueuedEvents"/>. One per command, so work the engine still does
+    /// for it between two calls (a batch in flight) reports here too.
+    /// </summary>
+    protected IEngineEvents EngineEvents => _pump ??= new EventPump();
+
+    /// <summary>Runs <paramref name="work"/> on a worker thread and writes what it reports here until it ends.</summary>
+    /// <remarks>
+    /// When a write fails (a stopped pipeline, -WarningAction Stop), the work is cancelled and waited for before the
+    /// error goes on: it never runs on behind the command's back.
+    /// </remarks>
     protected T RunEngine<T>(Func<IEngineEvents, CancellationToken, T> work, bool streamText = false)
     {
-        using var pump = new EventPump(streamText);
+        var pump = (EventPump)EngineEvents;
         var token = _cancel.Token;
-        var task = Task.Run(() =>
+        pump.StreamText = streamText;
+        var task = Task.Factory.StartNew(() =>
         {
             try { return work(pump, token); }
-            finally { pump.Complete(); }
-        });
-        pump.Drain(this);
+            finally { pump.Signal(); }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
         try
         {
-            return task.GetAwaiter().GetResult();
+            pump.DrainUntil(this, task);
+        }
+        catch
+        {
+            _cancel.Cancel();
+            try { task.Wait(); } catch (AggregateException) { }
+            throw;
         }
         finally
         {
-            WriteNativeLog();
+            pump.StreamText = false;
         }
+        return task.GetAwaiter().GetResult();
     }
 
-    /// <summary>Writes llama.cpp's queued log: warnings and errors to Verbose, the rest to Debug.</summary>
+    /// <summary>Writes what the engine reported since the last write (on the pipeline thread).</summary>
+    protected void WriteQueuedEvents() => _pump?.Drain(this);
+
+    /// <summary>Writes llama.cpp's log lines that no command owned: warnings and errors to Verbose, the rest to Debug.</summary>
     protected void WriteNativeLog()
     {
         foreach (var entry in NativeRuntime.DrainLog())
@@ -108,29 +131,36 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         _ => ErrorCategory.InvalidOperation,
     };
 
-    /// <summary>Queues engine events from worker threads; <see cref="Drain"/> writes them on the pipeline thread.</summary>
-    private sealed class EventPump(bool streamText) : IEngineEvents, IDisposable
+    /// <summary>Queues engine events from any thread; <see cref="Drain"/> writes them on the pipeline thread.</summary>
+    private sealed class EventPump : IEngineEvents
     {
-        private readonly BlockingCollection<Action<LlmCmdlet>> _queue = new();
+        private readonly ConcurrentQueue<Action<LlmCmdlet>> _queue = new();
+        private readonly SemaphoreSlim _signal = new(0);
         private readonly Dictionary<string, int> _activities = new();
 
-        public void Dispose() => _queue.Dispose();
+        public volatile bool StreamText;
 
-        public void Complete() => _queue.CompleteAdding();
+        public void Signal() => _signal.Release();
+
+        public void DrainUntil(LlmCmdlet cmdlet, Task task)
+        {
+            while (!task.IsCompleted)
+            {
+                _signal.Wait(250);
+                Drain(cmdlet);
+            }
+            Drain(cmdlet);
+        }
 
         public void Drain(LlmCmdlet cmdlet)
         {
-            foreach (var write in _queue.GetConsumingEnumerable())
-            {
-                write(cmdlet);
-                cmdlet.WriteNativeLog();
-            }
+            while (_queue.TryDequeue(out var write)) write(cmdlet);
         }
 
         private void Post(Action<LlmCmdlet> a)
         {
-            try { _queue.Add(a); }
-            catch (InvalidOperationException) { /* completed: the call is over */ }
+            _queue.Enqueue(a);
+            _signal.Release();
         }
 
         public void Progress(string activity, string status, double fraction) => Post(c =>
@@ -145,7 +175,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
         public void Text(string chunk)
         {
-            if (!streamText) return;
+            if (!StreamText) return;
             Post(c => c.WriteInformation(new InformationRecord(
                 new HostInformationMessage { Message = chunk, NoNewLine = true }, "LlmTools.Stream")
             {
@@ -156,6 +186,8 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         public void Verbose(string message) => Post(c => c.WriteVerbose(message));
 
         public void Warning(string message) => Post(c => c.WriteWarning(message));
+
+        public void Debug(string message) => Post(c => c.WriteDebug(message));
     }
 }
 

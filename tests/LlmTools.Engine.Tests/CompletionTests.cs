@@ -243,7 +243,11 @@ public class CompletionTests
         Assert.True(Complete(lease, "Once").CompletionTokens > 0);
         lease.Dispose();
         Assert.True(lease.Model.IsUnloaded);
-        Assert.Throws<ObjectDisposedException>(() => lease.Model.RentContext(lease.Model.Resolve(OneThread), NullEngineEvents.Instance));
+        Assert.True(lease.Model.IsDisposed);
+        Assert.DoesNotContain(ModelCache.Instance.List(), m => m.Path == path);
+        // Its scheduler takes no more work: a call on the freed model is a clear error, not a crash.
+        var e = Assert.Throws<LlmException>(() => Complete(lease, "Once"));
+        Assert.Equal("ModelUnloaded", e.ErrorId);
     }
 
     [SkippableTheory]

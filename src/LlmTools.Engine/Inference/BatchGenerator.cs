@@ -1,13 +1,22 @@
 using LlmTools.Engine.Inference;
-using LLama.Native;
 
 namespace LlmTools;
 
+/// <summary>A finished input of a batch: its result, or the error that ended it.</summary>
+public readonly record struct BatchItem(long Id, LlmCompletionResult? Result, LlmException? Error)
+{
+    public void Deconstruct(out long id, out LlmCompletionResult? result)
+    {
+        id = Id;
+        result = Result;
+    }
+}
+
 /// <summary>
-/// Runs many completions as parallel sequences of one context: each llama.cpp decode evaluates one token of every
-/// generating sequence (and chunks of new prompts), which costs little more than one. A prefix common to every
-/// prompt is evaluated once into sequence 0 and shared (its KV cells are shared, not copied), and stays there for
-/// later calls while the model is loaded. Results are the same as one-at-a-time completions.
+/// Runs many completions at once through the model's scheduler, which decodes them together with every other
+/// caller's sequences (continuous batching). A prefix common to every prompt is evaluated once into a sequence the
+/// scheduler keeps while this generator lives (and afterwards while its cells are not needed), and the prompts share
+/// its KV cells. Results equal one-at-a-time completions.
 /// </summary>
 public sealed class BatchGenerator : IDisposable
 {
@@ -15,20 +24,12 @@ public sealed class BatchGenerator : IDisposable
     private readonly LoadedModel _model;
     private readonly CompletionOptions _options;
     private readonly ResolvedContextOptions _resolved;
-    private readonly InferenceContext _ctx;
     private readonly string _prefix;
-    private readonly Slot?[] _slots;
+    private readonly IEngineEvents _events;
+    private readonly CancellationTokenSource _cancel = new();
+    private readonly List<(long Id, ModelScheduler.Job Job)> _running = [];
+    private readonly ModelScheduler.SequenceOwner? _prefixOwner;
     private bool _disposed;
-
-    private sealed class Slot(long id, Sequence sequence, int seqId)
-    {
-        public long Id { get; } = id;
-        public Sequence Sequence { get; } = sequence;
-        public LLamaSeqId SeqId { get; } = (LLamaSeqId)seqId;
-        public int Evaluated;            // prompt tokens in the KV cache
-        public LLamaToken? Pending;      // sampled, to be decoded next
-        public int LogitIndex = -1;      // where this sequence's logits are in the last batch
-    }
 
     public BatchGenerator(ModelLease lease, CompletionOptions options, ContextOptions contextOptions, int parallel,
         string prefix, IEngineEvents events)
@@ -42,24 +43,26 @@ public sealed class BatchGenerator : IDisposable
         CompletionEngine.RequireWeights(_model);
         _options = options;
         _prefix = prefix;
-        var single = _model.Resolve(contextOptions);
-        // KV memory for every sequence is sized up front: a batch that does not fit is made smaller, with a warning.
-        int n = FitSequences(parallel, _model.EstimateKvBytes(single.ContextSize), GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+        _events = events;
+        _resolved = _model.Resolve(contextOptions);
+        LoadedModel.WarnAboutThreads(_resolved.Threads, events);
+        // The KV cache is allocated up front: a batch that cannot fit is made smaller, with a warning.
+        int n = FitSequences(Math.Min(parallel, ModelScheduler.SlotCount - 1), _model.EstimateKvBytes(_resolved.ContextSize),
+            GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         if (n < parallel)
-            events.Warning($"A batch of {parallel} sequences of {single.ContextSize} tokens does not fit in memory; using {n}. Lower -ContextSize to batch more.");
+            events.Warning(parallel >= ModelScheduler.SlotCount && n == ModelScheduler.SlotCount - 1
+                ? $"At most {n} sequences are decoded together; the other inputs wait for a free one."
+                : $"A batch of {parallel} sequences of {_resolved.ContextSize} tokens does not fit in memory; using {n}. Lower -ContextSize to batch more.");
         Parallel = n;
-        _resolved = single with { Sequences = n, BatchSize = Math.Min(single.ContextSize * n, 2048) };
-        _slots = new Slot?[n];
-        _ctx = _model.RentContext(_resolved, events);
-        try
+        if (prefix.Length > 0)
         {
-            PreparePrefix();
-        }
-        catch
-        {
-            _ctx.Clear();
-            _model.ReturnContext(_ctx);
-            throw;
+            _prefixOwner = new ModelScheduler.SequenceOwner(forgetOnRelease: false);
+            var sequence = new Sequence(_model, "", prefix, options, _resolved.ContextSize, TimeSpan.Zero);
+            var result = _model.Scheduler.Run(new ModelScheduler.Job(_model.Scheduler, sequence, _resolved.ContextSize, _resolved.Threads, events, default)
+            {
+                PinPrefix = _prefixOwner,
+            });
+            PrefixTokensEvaluated = result.PromptTokens - result.CachedPromptTokens;
         }
     }
 
@@ -74,149 +77,88 @@ public sealed class BatchGenerator : IDisposable
         return n;
     }
 
-    /// <summary>Sequences decoded together (BatchSize, or fewer when memory is short).</summary>
+    /// <summary>Inputs in flight at once (BatchSize, or fewer when memory is short).</summary>
     public int Parallel { get; }
 
-    /// <summary>Tokens of the shared prefix evaluated by this generator (0 when sequence 0 already held it).</summary>
+    /// <summary>Tokens of the shared prefix evaluated by this generator (0 when a sequence already held it).</summary>
     public int PrefixTokensEvaluated { get; private set; }
 
-    public bool HasFreeSlot => Array.IndexOf(_slots, null) >= 0;
+    public bool HasFreeSlot => _running.Count < Parallel;
 
-    public int Active => _slots.Count(s => s is not null);
+    public int Active => _running.Count;
 
     /// <summary>Starts a completion. Throws <see cref="LlmException"/> for a prompt that cannot run (too long, say).</summary>
-    public void Add(long id, string prompt)
+    public void Add(long id, string prompt, CompletionOptions? options = null)
     {
-        int free = Array.IndexOf(_slots, null);
-        if (free < 0) throw new InvalidOperationException("No free sequence: call Step first.");
-        var sequence = new Sequence(_model, _prefix, prompt, _options, _resolved.ContextSize, _lease.TakeLoadDuration());
-        var slot = new Slot(id, sequence, free + 1);
-        // Share the longest prefix sequence 0 holds; the last prompt token is always evaluated for its logits.
-        int shared = 0, max = Math.Min(_ctx.CachedTokens.Count, sequence.Tokens.Length - 1);
-        while (shared < max && _ctx.CachedTokens[shared] == sequence.Tokens[shared]) shared++;
-        _ctx.Handle.MemorySequenceRemove(slot.SeqId, 0, -1);
-        if (shared > 0) _ctx.Handle.MemorySequenceCopy(LLamaSeqId.Zero, slot.SeqId, 0, shared);
-        sequence.Reused = shared;
-        slot.Evaluated = shared;
-        _slots[free] = slot;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!HasFreeSlot) throw new InvalidOperationException("No free sequence: call Step first.");
+        var o = options ?? _options;
+        if (options is not null) CompletionEngine.ValidateOptions(o);
+        var sequence = new Sequence(_model, _prefix, prompt, o, _resolved.ContextSize, _lease.TakeLoadDuration());
+        var job = new ModelScheduler.Job(_model.Scheduler, sequence, _resolved.ContextSize, _resolved.Threads, _events, _cancel.Token);
+        try
+        {
+            _model.Scheduler.Submit(job);
+        }
+        catch
+        {
+            job.Dispose();
+            throw;
+        }
+        _running.Add((id, job));
     }
 
     /// <summary>
-    /// Decodes until at least one sequence finishes (or none is left) and returns the finished ones. On
-    /// cancellation every running sequence ends with StopReason Cancelled.
+    /// Waits until at least one input finishes (or none is left) and returns those finished. On cancellation every
+    /// running input ends with StopReason Cancelled.
     /// </summary>
-    public IReadOnlyList<(long Id, LlmCompletionResult Result)> Step(CancellationToken cancel)
+    public IReadOnlyList<BatchItem> Step(CancellationToken cancel)
     {
-        var finished = new List<(long, LlmCompletionResult)>();
-        using var register = cancel.Register(() => _ctx.AbortRequested = true);
-        _ctx.AbortRequested = cancel.IsCancellationRequested;
-        var batch = _ctx.Batch;
-        while (finished.Count == 0 && Active > 0)
+        if (_running.Count == 0) return [];
+        using (cancel.Register(static c => ((CancellationTokenSource)c!).Cancel(), _cancel))
         {
-            if (cancel.IsCancellationRequested) return CancelAll(finished);
-            batch.Clear();
-            int budget = _resolved.BatchSize;
-            // Generating sequences first (one token each), then chunks of prompts with what the batch has left.
-            foreach (var slot in _slots)
-            {
-                if (slot?.Pending is not { } token) continue;
-                slot.LogitIndex = batch.Add(token, slot.Sequence.Position, slot.SeqId, true);
-                slot.Sequence.Position++;
-                slot.Pending = null;
-                budget--;
-            }
-            foreach (var slot in _slots)
-            {
-                if (slot is null || budget <= 0) continue;
-                var tokens = slot.Sequence.Tokens;
-                if (slot.Evaluated >= tokens.Length) continue;
-                int take = Math.Min(tokens.Length - slot.Evaluated, budget);
-                for (int i = slot.Evaluated; i < slot.Evaluated + take; i++)
-                {
-                    int index = batch.Add(tokens[i], i, slot.SeqId, i == tokens.Length - 1);
-                    if (i == tokens.Length - 1) slot.LogitIndex = index;
-                }
-                slot.Evaluated += take;
-                budget -= take;
-            }
-            if (batch.TokenCount == 0) break;
-            if (!CompletionEngine.Decode(_ctx, batch, cancel)) return CancelAll(finished);
-
-            for (int i = 0; i < _slots.Length; i++)
-            {
-                var slot = _slots[i];
-                if (slot is null || slot.LogitIndex < 0) continue;
-                int index = slot.LogitIndex;
-                slot.LogitIndex = -1;
-                if (slot.Sequence.CompletionTokens == 0 && slot.Pending is null) slot.Sequence.PromptEvaluated();
-                var token = slot.Sequence.Sampler.Sample(_ctx.Handle, index);
-                if (slot.Sequence.Accept(token, NullEngineEvents.Instance))
-                {
-                    slot.Pending = token;
-                    continue;
-                }
-                finished.Add((slot.Id, Finish(i)));
-            }
+            var tasks = _running.Select(r => (Task)r.Job.Done.Task).ToArray();
+            if (cancel.IsCancellationRequested) Task.WaitAll(tasks);
+            else Task.WaitAny(tasks);
+        }
+        var finished = new List<BatchItem>();
+        foreach (var (id, job) in _running.Where(r => r.Job.Done.Task.IsCompleted).ToList())
+        {
+            _running.Remove((id, job));
+            finished.Add(Take(id, job));
         }
         return finished;
     }
 
-    private LlmCompletionResult Finish(int index)
+    private static BatchItem Take(long id, ModelScheduler.Job job)
     {
-        var slot = _slots[index]!;
-        _slots[index] = null;
-        _ctx.Handle.MemorySequenceRemove(slot.SeqId, 0, -1);
-        var result = slot.Sequence.ToResult(_resolved.ContextSize, _resolved.Threads);
-        slot.Sequence.Dispose();
-        return result;
-    }
-
-    private List<(long, LlmCompletionResult)> CancelAll(List<(long, LlmCompletionResult)> finished)
-    {
-        for (int i = 0; i < _slots.Length; i++)
+        try
         {
-            if (_slots[i] is not { } slot) continue;
-            slot.Sequence.Stop(LlmStopReason.Cancelled, NullEngineEvents.Instance);
-            finished.Add((slot.Id, Finish(i)));
+            return new BatchItem(id, job.Done.Task.GetAwaiter().GetResult(), null);
         }
-        // An aborted decode leaves the KV cache in an unknown state: start clean next time.
-        _ctx.Clear();
-        return finished;
-    }
-
-    private void PreparePrefix()
-    {
-        if (_prefix.Length == 0) return;
-        var tokens = _model.Handle.Tokenize(_prefix, _options.AddBos ?? _model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8);
-        if (tokens.Length >= _resolved.ContextSize)
-            throw new LlmException("PromptTooLong", LlmErrorKind.LimitsExceeded,
-                $"The prefix is {tokens.Length} tokens but the context holds {_resolved.ContextSize} per sequence. Shorten it or raise -ContextSize.", _prefix);
-        if (_ctx.CachedTokens.SequenceEqual(tokens)) return; // still there from an earlier call
-        _ctx.Clear();
-        var batch = _ctx.Batch;
-        for (int start = 0; start < tokens.Length; start += _resolved.BatchSize)
+        catch (LlmException e)
         {
-            batch.Clear();
-            int end = Math.Min(tokens.Length, start + _resolved.BatchSize);
-            for (int i = start; i < end; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, false);
-            if (!CompletionEngine.Decode(_ctx, batch, default))
-                throw new LlmException("DecodeFailed", LlmErrorKind.InvalidOperation, "Evaluating the prefix was aborted.");
+            return new BatchItem(id, null, e);
         }
-        _ctx.CachedTokens.AddRange(tokens);
-        PrefixTokensEvaluated = tokens.Length;
+        finally
+        {
+            job.Dispose();
+        }
     }
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        for (int i = 0; i < _slots.Length; i++)
-            if (_slots[i] is { } slot)
-            {
-                _ctx.Handle.MemorySequenceRemove(slot.SeqId, 0, -1);
-                slot.Sequence.Dispose();
-                _slots[i] = null;
-            }
-        _model.ReturnContext(_ctx);
+        // Inputs still running are stopped; their sequences end within one decode step.
+        _cancel.Cancel();
+        foreach (var (_, job) in _running)
+        {
+            try { job.Done.Task.Wait(); } catch (AggregateException) { }
+            job.Dispose();
+        }
+        _running.Clear();
+        if (_prefixOwner is not null) _model.Scheduler.Release(_prefixOwner, _events);
+        _cancel.Dispose();
     }
 }

@@ -11,7 +11,9 @@ namespace LlmTools;
 public sealed class ChatSession : IDisposable
 {
     private readonly ModelLease _lease;
-    private readonly InferenceContext _context;
+    // The sequence the model's scheduler keeps for this conversation between turns (its KV cells).
+    private readonly ModelScheduler.SequenceOwner _sequence = new(forgetOnRelease: false);
+    private readonly int _threads;
     private readonly List<LlmChatMessage> _messages = [];
     private int _busy;
     private bool _disposed;
@@ -29,10 +31,9 @@ public sealed class ChatSession : IDisposable
             StopTokenIds = [.. options.StopTokenIds, .. format.StopTokenIds],
         };
         var resolved = lease.Model.Resolve(contextOptions);
+        LoadedModel.WarnAboutThreads(resolved.Threads, events);
         ContextSize = resolved.ContextSize;
-        // The session keeps its own context (KV cache) for its whole life.
-        _context = lease.Model.RentContext(resolved, events);
-        _context.Clear();
+        _threads = resolved.Threads;
         SystemPrompt = systemPrompt;
     }
 
@@ -61,9 +62,7 @@ public sealed class ChatSession : IDisposable
     /// <param name="trimHistory">Drop the oldest exchanges when the conversation no longer fits the context.</param>
     public LlmChatReply Send(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory = false)
     {
-        if (Interlocked.Exchange(ref _busy, 1) == 1)
-            throw new LlmException("ChatSessionBusy", LlmErrorKind.ResourceBusy,
-                "This chat session is answering another message right now; a session takes one message at a time. Use one session per thread.");
+        EnterBusy();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -100,9 +99,8 @@ public sealed class ChatSession : IDisposable
             events.Warning("The conversation outgrew the context: the oldest exchange was dropped.");
         }
         var options = Options with { AddBos = Format.AddBos(prompt) };
-        using var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration());
-        CompletionEngine.Run(_context, sequence, events, cancel);
-        var result = sequence.ToResult(ContextSize, _context.Options.Threads);
+        var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration());
+        var result = model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, ContextSize, _threads, events, cancel) { Session = _sequence });
         if (result.StopReason != LlmStopReason.Cancelled || result.Text.Length > 0)
             _messages.Add(new LlmChatMessage("assistant", Format.IsTranscript ? result.Text.Trim() : result.Text));
         else
@@ -145,11 +143,27 @@ public sealed class ChatSession : IDisposable
     /// <summary>Forgets the conversation (the system prompt stays) and the KV state.</summary>
     public void Reset()
     {
-        var system = SystemPrompt;
-        _messages.Clear();
-        SystemPrompt = system;
-        _context.Clear();
-        TokensUsed = 0;
+        EnterBusy();
+        try
+        {
+            var system = SystemPrompt;
+            _messages.Clear();
+            SystemPrompt = system;
+            _lease.Model.Scheduler.Clear(_sequence, NullEngineEvents.Instance);
+            TokensUsed = 0;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>One call at a time: a second concurrent one is refused, never interleaved.</summary>
+    private void EnterBusy()
+    {
+        if (Interlocked.Exchange(ref _busy, 1) == 1)
+            throw new LlmException("ChatSessionBusy", LlmErrorKind.ResourceBusy,
+                "This chat session is answering another message right now; a session takes one message at a time. Use one session per thread.");
     }
 
     /// <summary>The conversation as JSON: [{"role": ..., "content": ...}], the form the Hub tools use.</summary>
@@ -168,10 +182,19 @@ public sealed class ChatSession : IDisposable
             throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData,
                 $"The conversation is not a JSON array of {{\"role\", \"content\"}} objects: {e.Message}", null, e);
         }
-        if (loaded is null || loaded.Any(m => string.IsNullOrEmpty(m.Role)))
+        if (loaded is null || loaded.Any(m => m is null || string.IsNullOrEmpty(m.Role)))
             throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData, "Every message needs a role and a content.");
-        _messages.Clear();
-        _messages.AddRange(loaded);
+        EnterBusy();
+        try
+        {
+            _messages.Clear();
+            _messages.AddRange(loaded);
+            TokensUsed = 0;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new()
@@ -181,12 +204,24 @@ public sealed class ChatSession : IDisposable
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
+    /// <summary>Ends the session; a turn under way is answered first (Ctrl+C stops it).</summary>
     public void Dispose()
     {
         if (_disposed) return;
-        _disposed = true;
-        _lease.Model.ReturnContext(_context);
-        _lease.Dispose();
+        // Wait for a turn in progress: its sequence is the scheduler's until it ends.
+        var spin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _busy, 1, 0) == 1) spin.SpinOnce();
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _lease.Model.Scheduler.Release(_sequence, NullEngineEvents.Instance);
+            _lease.Dispose();
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
     }
 
     public override string ToString() => $"{Model}: {Turns} turns, {TokensUsed} of {ContextSize} tokens";

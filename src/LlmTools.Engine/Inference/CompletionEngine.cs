@@ -20,17 +20,9 @@ public static class CompletionEngine
         var model = lease.Model;
         RequireWeights(model);
         var resolved = model.Resolve(contextOptions);
-        using var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration());
-        var ctx = model.RentContext(resolved, events);
-        try
-        {
-            Run(ctx, sequence, events, cancel);
-            return sequence.ToResult(resolved.ContextSize, resolved.Threads);
-        }
-        finally
-        {
-            model.ReturnContext(ctx);
-        }
+        LoadedModel.WarnAboutThreads(resolved.Threads, events);
+        var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration());
+        return model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, resolved.ContextSize, resolved.Threads, events, cancel));
     }
 
     internal static void RequireWeights(LoadedModel model)
@@ -57,90 +49,21 @@ public static class CompletionEngine
                 throw new LlmException("EmptyStopString", LlmErrorKind.InvalidArgument, "A stop string is empty; every -Stop value must have at least one character.");
     }
 
-    /// <summary>One sequence on sequence 0 of a context, reusing what the context already holds.</summary>
-    internal static void Run(InferenceContext ctx, Sequence seq, IEngineEvents events, CancellationToken cancel)
-    {
-        var tokens = seq.Tokens;
-        using var register = cancel.Register(() => ctx.AbortRequested = true);
-        ctx.AbortRequested = cancel.IsCancellationRequested;
-
-        // Reuse the longest prefix already in the KV cache; the last prompt token is always evaluated for its logits.
-        int reuse = 0;
-        if (!ctx.Model.Handle.IsRecurrent)
-        {
-            int max = Math.Min(ctx.CachedTokens.Count, tokens.Length - 1);
-            while (reuse < max && ctx.CachedTokens[reuse] == tokens[reuse]) reuse++;
-        }
-        if (reuse == 0) ctx.Clear();
-        else if (reuse < ctx.CachedTokens.Count)
-        {
-            ctx.Handle.MemorySequenceRemove(LLamaSeqId.Zero, reuse, -1);
-            ctx.CachedTokens.RemoveRange(reuse, ctx.CachedTokens.Count - reuse);
-        }
-        seq.Reused = reuse;
-
-        var batch = ctx.Batch;
-        int batchSize = ctx.Options.BatchSize;
-        try
-        {
-            for (int start = reuse; start < tokens.Length; start += batchSize)
-            {
-                int end = Math.Min(tokens.Length, start + batchSize);
-                batch.Clear();
-                for (int i = start; i < end; i++)
-                    batch.Add(tokens[i], i, LLamaSeqId.Zero, i == tokens.Length - 1);
-                if (!Decode(ctx, batch, cancel)) { Cancelled(); return; }
-                for (int i = start; i < end; i++) ctx.CachedTokens.Add(tokens[i]);
-                if (tokens.Length - reuse > batchSize)
-                    events.Progress("Reading prompt", $"{end} of {tokens.Length} tokens", (double)end / tokens.Length);
-            }
-            if (tokens.Length - reuse > batchSize) events.Progress("Reading prompt", "done", -1);
-            seq.PromptEvaluated();
-
-            int logitIndex = batch.TokenCount - 1;
-            while (true)
-            {
-                if (cancel.IsCancellationRequested) { Cancelled(); return; }
-                var token = seq.Sampler.Sample(ctx.Handle, logitIndex);
-                if (!seq.Accept(token, events)) return;
-                batch.Clear();
-                batch.Add(token, seq.Position, LLamaSeqId.Zero, true);
-                if (!Decode(ctx, batch, cancel)) { Cancelled(); return; }
-                ctx.CachedTokens.Add(token);
-                seq.Position++;
-                logitIndex = 0;
-            }
-        }
-        catch (LlmException)
-        {
-            ctx.Clear();
-            throw;
-        }
-
-        void Cancelled()
-        {
-            // An aborted decode leaves the KV cache in an unknown state: start clean next time.
-            ctx.Clear();
-            seq.Stop(LlmStopReason.Cancelled, events);
-        }
-    }
-
-    /// <summary>Decodes a batch; false when it was aborted by cancellation.</summary>
-    internal static bool Decode(InferenceContext ctx, LLamaBatch batch, CancellationToken cancel)
-    {
-        var r = ctx.Handle.Decode(batch);
-        if (r == DecodeResult.Ok) return true;
-        if (r == DecodeResult.ComputeAborted || cancel.IsCancellationRequested) return false;
-        throw new LlmException("DecodeFailed", r == DecodeResult.NoKvSlot ? LlmErrorKind.LimitsExceeded : LlmErrorKind.InvalidOperation,
-            $"llama.cpp failed to evaluate a batch of {batch.TokenCount} tokens ({r}). Run with -Verbose for llama.cpp's messages; a smaller -ContextSize may help.");
-    }
-
     /// <summary>Creates (or finds) the context these options describe, so the first completion does not pay for it.</summary>
+    /// <remarks>The options given become the model's defaults until it is removed (Import-LlmModel -ContextSize 8192).</remarks>
     public static void Prepare(ModelLease lease, ContextOptions contextOptions, IEngineEvents events)
     {
         if (lease.Model.VocabularyOnly) return;
-        var resolved = lease.Model.Resolve(contextOptions);
-        lease.Model.ReturnContext(lease.Model.RentContext(resolved, events));
+        var model = lease.Model;
+        var resolved = model.Resolve(contextOptions);
+        LoadedModel.WarnAboutThreads(resolved.Threads, events);
+        model.Defaults = new ContextOptions
+        {
+            ContextSize = contextOptions.ContextSize ?? model.Defaults.ContextSize,
+            Threads = contextOptions.Threads ?? model.Defaults.Threads,
+            BatchSize = contextOptions.BatchSize ?? model.Defaults.BatchSize,
+        };
+        model.Scheduler.Prepare(resolved.ContextSize, events);
     }
 
     /// <summary>Tokenizes text as generation would (BOS added when the model's metadata says so, special tokens parsed).</summary>

@@ -3,14 +3,12 @@ using LLama.Native;
 namespace LlmTools.Engine.Inference;
 
 /// <summary>
-/// A model's weights in memory, and the contexts kept for it. Disposed when it is unloaded and no call uses it.
+/// A model's weights in memory and the scheduler that owns its compute. Freed when it is unloaded and no call uses it.
 /// </summary>
 internal sealed class LoadedModel
 {
     private readonly object _gate = new();
-    private readonly Dictionary<ResolvedContextOptions, Stack<InferenceContext>> _idle = new();
     private int _activeCalls;
-    private int _contextCount;
     private bool _unloaded;
     private bool _disposed;
 
@@ -22,6 +20,7 @@ internal sealed class LoadedModel
         VocabularyOnly = vocabOnly;
         LoadDuration = loadDuration;
         LoadedAt = DateTime.Now;
+        Scheduler = new ModelScheduler(this);
     }
 
     public LlmModelInfo Info { get; }
@@ -30,78 +29,60 @@ internal sealed class LoadedModel
     public bool VocabularyOnly { get; }
     public TimeSpan LoadDuration { get; }
     public DateTime LoadedAt { get; }
+    public ModelScheduler Scheduler { get; }
+    /// <summary>Context options that Import-LlmModel set for this model: defaults of every later call until it is removed.</summary>
+    public ContextOptions Defaults { get; set; } = new();
 
     /// <summary>Fills in defaults and checks the values against the model; throws a clear error when out of range.</summary>
     public ResolvedContextOptions Resolve(ContextOptions options)
     {
         int trained = Info.ContextLength;
-        int size = options.ContextSize ?? Math.Min(trained > 0 ? trained : 4096, 4096);
+        int size = options.ContextSize ?? Defaults.ContextSize ?? Math.Min(trained > 0 ? trained : 4096, 4096);
         if (size < 16 || size > 1 << 20)
             throw new LlmException("ContextSizeOutOfRange", LlmErrorKind.InvalidArgument,
                 $"ContextSize {size} is out of range: use 16 to {1 << 20} tokens (this model was trained for {trained}).", size);
-        int threads = options.Threads ?? Native.NativeRuntime.DefaultThreadCount;
+        int threads = options.Threads ?? Defaults.Threads ?? Native.NativeRuntime.DefaultThreadCount;
         if (threads < 1 || threads > 1024)
             throw new LlmException("ThreadsOutOfRange", LlmErrorKind.InvalidArgument, $"Threads {threads} is out of range: use 1 to 1024.", threads);
-        int batch = options.BatchSize ?? Math.Min(size, 2048);
+        int batch = options.BatchSize ?? Defaults.BatchSize ?? Math.Min(size, 2048);
         if (batch < 1)
             throw new LlmException("BatchSizeOutOfRange", LlmErrorKind.InvalidArgument, $"BatchSize {batch} must be at least 1.", batch);
         return new ResolvedContextOptions(size, threads, Math.Min(batch, size));
     }
 
+    /// <summary>Says once per call what cannot help: more threads than cores.</summary>
+    public static void WarnAboutThreads(int threads, IEngineEvents events)
+    {
+        int cores = Environment.ProcessorCount;
+        if (threads > cores)
+            events.Warning($"-Threads {threads} is more than the {cores} cores of this machine: llama.cpp gets slower, not faster, " +
+                           $"with more threads than cores. Leave -Threads out to use {cores}.");
+    }
+
     /// <summary>Bytes the KV cache of a context of this many tokens needs (F16 keys and values).</summary>
-    public long EstimateKvBytes(int contextSize)
+    public long EstimateKvBytes(long contextSize)
     {
         var f = Info.Metadata;
         string arch = Info.Architecture;
-        long Get(string k, long dflt) => f.TryGetValue($"{arch}.{k}", out var v) && v is IConvertible c ? Convert.ToInt64(c) : dflt;
+        long Get(string k, long dflt)
+        {
+            try
+            {
+                return f.TryGetValue($"{arch}.{k}", out var v) && v is IConvertible c ? Convert.ToInt64(c) : dflt;
+            }
+            catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException)
+            {
+                return dflt; // a per-layer array or an odd type: the estimate falls back to the plain width
+            }
+        }
         long heads = Get("attention.head_count", 1), kvHeads = Get("attention.head_count_kv", heads);
         long embdKv = heads > 0 ? Info.EmbeddingLength * kvHeads / heads : Info.EmbeddingLength;
         return 2L * Info.LayerCount * contextSize * embdKv * 2;
     }
 
-    public InferenceContext RentContext(ResolvedContextOptions options, IEngineEvents events)
-    {
-        lock (_gate)
-        {
-            if (_disposed) throw new ObjectDisposedException(Info.Path);
-            if (_idle.TryGetValue(options, out var stack) && stack.Count > 0)
-            {
-                var idle = stack.Pop();
-                idle.AbortRequested = false; // a cancelled call may have left it set
-                return idle;
-            }
-        }
-        long kv = EstimateKvBytes(options.ContextSize * options.Sequences);
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        if (kv > available / 2)
-            throw new LlmException("ContextTooLarge", LlmErrorKind.LimitsExceeded,
-                $"A context of {options.ContextSize * options.Sequences} tokens needs about {kv / (1 << 20)} MiB of KV cache, more than half of the " +
-                $"{available / (1 << 20)} MiB this machine has. Use a smaller -ContextSize.", options.ContextSize);
-        events.Verbose($"Creating a context of {options.ContextSize} tokens x {options.Sequences} sequences ({kv / 1024} KiB KV cache), {options.Threads} threads, batch {options.BatchSize}.");
-        var ctx = new InferenceContext(this, options);
-        Interlocked.Increment(ref _contextCount);
-        return ctx;
-    }
-
-    public void ReturnContext(InferenceContext context)
-    {
-        lock (_gate)
-        {
-            if (!_disposed)
-            {
-                if (!_idle.TryGetValue(context.Options, out var stack))
-                    _idle[context.Options] = stack = new Stack<InferenceContext>();
-                stack.Push(context);
-                return;
-            }
-        }
-        context.Dispose();
-        Interlocked.Decrement(ref _contextCount);
-    }
-
-    public int ContextCount => Volatile.Read(ref _contextCount);
     public int ActiveCalls => Volatile.Read(ref _activeCalls);
     public bool IsUnloaded => Volatile.Read(ref _unloaded);
+    public bool IsDisposed => Volatile.Read(ref _disposed);
 
     public bool TryAddCall()
     {
@@ -138,17 +119,13 @@ internal sealed class LoadedModel
 
     private void DisposeNow()
     {
-        List<InferenceContext> contexts;
         lock (_gate)
         {
             if (_disposed) return;
             _disposed = true;
-            contexts = _idle.Values.SelectMany(s => s).ToList();
-            _idle.Clear();
         }
-        foreach (var c in contexts) c.Dispose();
-        Interlocked.Exchange(ref _contextCount, 0);
-        Handle.Dispose();
+        // The scheduler frees its context on its own thread, then the weights.
+        Scheduler.Stop(Handle.Dispose);
     }
 
     public LlmLoadedModel Describe() => new()
@@ -166,8 +143,11 @@ internal sealed class LoadedModel
         GpuLayers = GpuLayers,
         LoadedAt = LoadedAt,
         LoadDuration = LoadDuration,
-        Contexts = ContextCount,
+        Contexts = Scheduler.ContextSize > 0 ? 1 : 0,
+        ContextSize = Scheduler.ContextSize,
+        KvCacheBytes = Scheduler.KvBytes,
         ActiveCalls = ActiveCalls,
+        Status = IsUnloaded ? "Unloading" : "Loaded",
         Info = Info,
     };
 }

@@ -25,7 +25,12 @@ public sealed class ModelCache
     {
         public readonly SemaphoreSlim Gate = new(1, 1);
         public LoadedModel? Model;
+        /// <summary>Cancelled by Remove-LlmModel, so a load under way stops instead of leaving an orphan.</summary>
+        public readonly CancellationTokenSource Removed = new();
     }
+
+    // Models removed while calls or chat sessions still use them: listed as Unloading until they are freed.
+    private readonly List<LoadedModel> _unloading = [];
 
     /// <summary>
     /// Returns the model, loading it first when it is not in the cache. Dispose the lease when the call is done;
@@ -38,28 +43,60 @@ public sealed class ModelCache
         if (gpuLayers < -1)
             throw new LlmException("GpuLayersOutOfRange", LlmErrorKind.InvalidArgument,
                 $"GpuLayers {gpuLayers} is out of range: use 0 (CPU only) or more; leave it out to offload all layers when a GPU is available.", gpuLayers);
+        if (!options.VocabularyOnly)
+        {
+            NativeRuntime.EnsureLoaded();
+            if (!NativeRuntime.Backend.GpuOffloadSupported)
+            {
+                // The weights would be the same: one copy, not a second load that differs only in a number.
+                if (gpuLayers > 0)
+                    events.Warning($"-GpuLayers {gpuLayers} has no effect: the llama.cpp library in use ({NativeRuntime.Backend.Variant}) cannot offload to a GPU.");
+                gpuLayers = 0;
+            }
+        }
         var key = new CacheKey(identity, gpuLayers, options.VocabularyOnly);
-        var entry = _entries.GetOrAdd(key, _ => new Entry());
-        try
+        while (true)
         {
-            entry.Gate.Wait(cancel);
-        }
-        catch (OperationCanceledException)
-        {
-            throw Cancelled(path);
-        }
-        try
-        {
-            if (entry.Model is { } cached && cached.TryAddCall())
-                return new ModelLease(cached, fromCache: true);
-            var model = Load(identity.Path, gpuLayers, options.VocabularyOnly, events, cancel);
-            model.TryAddCall();
-            entry.Model = model;
-            return new ModelLease(model, fromCache: false);
-        }
-        finally
-        {
-            entry.Gate.Release();
+            var entry = _entries.GetOrAdd(key, _ => new Entry());
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel, entry.Removed.Token);
+            try
+            {
+                entry.Gate.Wait(linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                if (cancel.IsCancellationRequested) throw Cancelled(path);
+                continue; // removed while this call waited: a new entry loads it again
+            }
+            try
+            {
+                if (entry.Removed.IsCancellationRequested) continue;
+                if (entry.Model is { } cached && cached.TryAddCall())
+                    return new ModelLease(cached, fromCache: true);
+                LoadedModel model;
+                try
+                {
+                    model = Load(identity.Path, gpuLayers, options.VocabularyOnly, events, linked.Token);
+                }
+                catch (LlmException e) when (e.ErrorId == "OperationCancelled" && entry.Removed.IsCancellationRequested && !cancel.IsCancellationRequested)
+                {
+                    throw new LlmException("ModelRemovedWhileLoading", LlmErrorKind.OperationStopped,
+                        $"'{identity.Path}' was removed (Remove-LlmModel) while it was loading.", identity.Path);
+                }
+                if (entry.Removed.IsCancellationRequested)
+                {
+                    model.Unload();
+                    throw new LlmException("ModelRemovedWhileLoading", LlmErrorKind.OperationStopped,
+                        $"'{identity.Path}' was removed (Remove-LlmModel) while it was loading.", identity.Path);
+                }
+                model.TryAddCall();
+                entry.Model = model;
+                return new ModelLease(model, fromCache: false);
+            }
+            finally
+            {
+                entry.Gate.Release();
+            }
         }
     }
 
@@ -74,9 +111,18 @@ public sealed class ModelCache
     }
 
     /// <summary>The models loaded now.</summary>
-    public IReadOnlyList<LlmLoadedModel> List() =>
-        _entries.Values.Select(e => e.Model).Where(m => m is { IsUnloaded: false })
-            .Select(m => m!.Describe()).OrderBy(m => m.LoadedAt).ToList();
+    /// <remarks>A model removed while calls or chat sessions still use it is listed with Status Unloading until it is freed.</remarks>
+    public IReadOnlyList<LlmLoadedModel> List()
+    {
+        List<LoadedModel> unloading;
+        lock (_unloading)
+        {
+            _unloading.RemoveAll(m => m.IsDisposed);
+            unloading = [.. _unloading];
+        }
+        return _entries.Values.Select(e => e.Model).Where(m => m is { IsUnloaded: false }).Select(m => m!)
+            .Concat(unloading).Distinct().Select(m => m.Describe()).OrderBy(m => m.LoadedAt).ToList();
+    }
 
     /// <summary>Unloads every cached variant of the file at <paramref name="path"/>. Returns how many were unloaded.</summary>
     public int Unload(string path)
@@ -86,10 +132,21 @@ public sealed class ModelCache
         foreach (var (key, entry) in _entries)
         {
             if (!string.Equals(key.File.Path, full, StringComparison.Ordinal)) continue;
-            if (_entries.TryRemove(key, out _) && entry.Model is { IsUnloaded: false } m)
+            if (!_entries.TryRemove(key, out _)) continue;
+            // A load under way stops; waiting for the gate makes sure it cannot leave a copy behind.
+            entry.Removed.Cancel();
+            entry.Gate.Wait();
+            try
             {
-                m.Unload();
-                n++;
+                if (entry.Model is { IsUnloaded: false } m)
+                {
+                    Retire(m);
+                    n++;
+                }
+            }
+            finally
+            {
+                entry.Gate.Release();
             }
         }
         return n;
@@ -100,7 +157,25 @@ public sealed class ModelCache
     {
         foreach (var key in _entries.Keys.ToList())
             if (_entries.TryRemove(key, out var entry))
-                entry.Model?.Unload();
+            {
+                entry.Removed.Cancel();
+                entry.Gate.Wait();
+                try
+                {
+                    if (entry.Model is { } m) Retire(m);
+                }
+                finally
+                {
+                    entry.Gate.Release();
+                }
+            }
+    }
+
+    private void Retire(LoadedModel model)
+    {
+        model.Unload();
+        if (!model.IsDisposed)
+            lock (_unloading) _unloading.Add(model);
     }
 
     private static FileIdentity Identify(string path)
@@ -143,6 +218,7 @@ public sealed class ModelCache
         p.progress_callback = progress;
         var sw = Stopwatch.StartNew();
         SafeLlamaModelHandle handle;
+        using var route = NativeRuntime.RouteLogTo(events);
         try
         {
             handle = SafeLlamaModelHandle.LoadFromFile(path, p);

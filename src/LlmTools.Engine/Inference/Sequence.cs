@@ -42,6 +42,8 @@ internal sealed class Sequence : IDisposable
 
     public string Prefix { get; }
     public string Prompt { get; }
+    /// <summary>New tokens this sequence may generate at most.</summary>
+    public int MaxNewTokens => _options.MaxTokens;
     public TimeSpan LoadDuration { get; }
     public LLamaToken[] Tokens { get; }
     public uint? Seed { get; }

@@ -25,15 +25,36 @@ public static class NativeRuntime
     private const int MaxQueuedLogLines = 2000;
     private static readonly object Gate = new();
     private static readonly ConcurrentQueue<NativeLogEntry> LogQueue = new();
-    private static readonly StringBuilder PartialLine = new();
-    private static NativeLogLevel _partialLevel = NativeLogLevel.Info;
+    // llama.cpp writes a line in pieces, from the thread that does the work: pieces are joined per thread.
+    [ThreadStatic] private static StringBuilder? _partialLine;
+    [ThreadStatic] private static NativeLogLevel _partialLevel;
+    // The caller whose work runs on this thread now (a load, or a decode on a model's scheduler thread): its log goes
+    // there, never to another runspace's command.
+    [ThreadStatic] private static IEngineEvents? _logSink;
     private static bool _configured;
     private static LlmBackendInfo? _backend;
     private static LlmException? _loadFailure;
     // Held for the life of the process: native code keeps the callback pointer.
     private static NativeLogConfig.LLamaLogCallback? _logCallback;
 
-    /// <summary>Drains the log lines llama.cpp wrote since the last call. Call on the pipeline thread.</summary>
+    /// <summary>
+    /// Sends llama.cpp's log lines written on this thread to <paramref name="events"/> (warnings and errors as Verbose,
+    /// the rest as Debug) until the result is disposed.
+    /// </summary>
+    public static LogRoute RouteLogTo(IEngineEvents? events)
+    {
+        var previous = _logSink;
+        _logSink = events;
+        return new LogRoute(previous);
+    }
+
+    /// <summary>Restores the previous log destination of the thread.</summary>
+    public readonly struct LogRoute(IEngineEvents? previous) : IDisposable
+    {
+        public void Dispose() => _logSink = previous;
+    }
+
+    /// <summary>Drains the log lines llama.cpp wrote on threads that no caller owned (kept for diagnostics).</summary>
     public static IReadOnlyList<NativeLogEntry> DrainLog()
     {
         if (LogQueue.IsEmpty) return [];
@@ -172,26 +193,30 @@ public static class NativeRuntime
     private static void OnNativeLog(LLamaLogLevel level, string message)
     {
         // llama.cpp writes lines in pieces (level Continue); join them so each entry is one line.
-        lock (PartialLine)
-        {
-            if (level != LLamaLogLevel.Continue)
-                _partialLevel = level switch
-                {
-                    LLamaLogLevel.Error => NativeLogLevel.Error,
-                    LLamaLogLevel.Warning => NativeLogLevel.Warning,
-                    LLamaLogLevel.Info => NativeLogLevel.Info,
-                    _ => NativeLogLevel.Debug,
-                };
-            PartialLine.Append(message);
-            int nl;
-            while ((nl = IndexOfNewline(PartialLine)) >= 0)
+        var partial = _partialLine ??= new StringBuilder();
+        if (level != LLamaLogLevel.Continue)
+            _partialLevel = level switch
             {
-                var line = PartialLine.ToString(0, nl).TrimEnd('\r');
-                PartialLine.Remove(0, nl + 1);
-                if (line.Length == 0) continue;
-                LogQueue.Enqueue(new NativeLogEntry(_partialLevel, line));
-                while (LogQueue.Count > MaxQueuedLogLines) LogQueue.TryDequeue(out _);
+                LLamaLogLevel.Error => NativeLogLevel.Error,
+                LLamaLogLevel.Warning => NativeLogLevel.Warning,
+                LLamaLogLevel.Info => NativeLogLevel.Info,
+                _ => NativeLogLevel.Debug,
+            };
+        partial.Append(message);
+        int nl;
+        while ((nl = IndexOfNewline(partial)) >= 0)
+        {
+            var line = partial.ToString(0, nl).TrimEnd('\r');
+            partial.Remove(0, nl + 1);
+            if (line.Length == 0) continue;
+            if (_logSink is { } sink)
+            {
+                if (_partialLevel is NativeLogLevel.Error or NativeLogLevel.Warning) sink.Verbose("llama.cpp: " + line);
+                else sink.Debug("llama.cpp: " + line);
+                continue;
             }
+            LogQueue.Enqueue(new NativeLogEntry(_partialLevel, line));
+            while (LogQueue.Count > MaxQueuedLogLines) LogQueue.TryDequeue(out _);
         }
     }
 
