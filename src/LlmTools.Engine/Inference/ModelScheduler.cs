@@ -40,8 +40,14 @@ internal sealed class ModelScheduler
         for (int i = 0; i < SlotCount; i++) _slots[i] = new Slot(i);
     }
 
-    /// <summary>Test hook: a decode whose sequence ids this returns true for fails as llama.cpp's would.</summary>
-    internal Func<IReadOnlyList<int>, bool>? FailDecode { get; set; }
+    /// <summary>Test hook: a decode of these jobs fails as llama.cpp's does when this returns true.</summary>
+    internal Func<IReadOnlyList<Job>, bool>? FailDecode { get; set; }
+
+    /// <summary>Most sequences decoded together in one batch so far (a measure of batching across callers).</summary>
+    public int PeakSequencesPerBatch { get; private set; }
+
+    /// <summary>Sequences whose cells were given up for others (their owners evaluate again next time).</summary>
+    public int Evictions { get; private set; }
 
     /// <summary>Per-sequence size of the context now held (0: none yet).</summary>
     public int ContextSize => _ctx?.SequenceSize ?? 0;
@@ -174,6 +180,7 @@ internal sealed class ModelScheduler
                 }
                 RetireCancelled();
                 if (!stopping) Admit();
+                Volatile.Write(ref _activeCount, _active.Count + _waiting.Count);
                 if (_active.Count == 0)
                 {
                     _wake.WaitOne(_waiting.Count > 0 ? 50 : Timeout.Infinite);
@@ -212,8 +219,7 @@ internal sealed class ModelScheduler
             if (item is Job job) Fail(job, Unloaded());
             else ((Control)item).Done.TrySetException(Unloaded());
         }
-        _ctx?.Dispose();
-        _ctx = null;
+        DropContext();
         Action? after;
         lock (_lock) after = _afterStop;
         after?.Invoke();
@@ -282,7 +288,48 @@ internal sealed class ModelScheduler
         _ctx?.Dispose();
         _ctx = null;
         foreach (var slot in _slots) slot.Forget();
+        lock (Live) Live.Remove(this);
     }
+
+    // Schedulers holding a context, for the process-wide KV budget.
+    private static readonly List<ModelScheduler> Live = [];
+    private long _lastActive;
+
+    /// <summary>
+    /// Frees the contexts of other models, least recently used first and only those idle, until
+    /// <paramref name="needed"/> more bytes of KV cache fit in half the memory. Their next call creates them again.
+    /// </summary>
+    private void MakeRoomAcrossModels(long needed, long available, IEngineEvents events)
+    {
+        List<ModelScheduler> others;
+        lock (Live) others = Live.Where(s => s != this).OrderBy(s => Volatile.Read(ref s._lastActive)).ToList();
+        long held = others.Sum(s => s.KvBytes);
+        foreach (var other in others)
+        {
+            if (held + needed <= available / 2) break;
+            if (Volatile.Read(ref other._activeCount) > 0) continue;
+            events.Verbose($"Freeing the idle context of '{other._model.Info.Name}' ({other.KvBytes / (1 << 20)} MiB) to make room.");
+            held -= other.KvBytes;
+            other.DropWhenIdle();
+        }
+    }
+
+    /// <summary>Asks the scheduler to free its context if no job uses it (nobody waits for the answer).</summary>
+    private void DropWhenIdle()
+    {
+        lock (_lock)
+        {
+            if (_stopRequested || _thread is null) return;
+            _incoming.Enqueue(new Control(() =>
+            {
+                if (_active.Count == 0 && _waiting.Count == 0) DropContext();
+                return 0;
+            }, NullEngineEvents.Instance));
+        }
+        _wake.Set();
+    }
+
+    private int _activeCount;
 
     private SchedulerContext CreateContext(int sequenceSize, IEngineEvents events)
     {
@@ -298,9 +345,12 @@ internal sealed class ModelScheduler
         int multiple = MaxSizeMultiple;
         while (multiple > 1 && perSequence * multiple > cap) multiple--;
         int total = checked(sequenceSize * multiple);
+        MakeRoomAcrossModels(_model.EstimateKvBytes(total), available, events);
         events.Verbose($"Creating a context of {total} tokens ({multiple} x {sequenceSize}; {_model.EstimateKvBytes(total) / 1024} KiB KV cache) " +
                        $"for up to {SlotCount} sequences.");
-        return new SchedulerContext(_model, sequenceSize, total, SlotCount);
+        var ctx = new SchedulerContext(_model, sequenceSize, total, SlotCount);
+        lock (Live) Live.Add(this);
+        return ctx;
     }
 
     /// <summary>The slot a job runs in: its chat session's, else a free one holding the longest common prefix.</summary>
@@ -358,6 +408,7 @@ internal sealed class ModelScheduler
 
     private void Evict(Slot slot)
     {
+        if (slot.Cached.Count > 0) Evictions++;
         ClearCells(slot);
         if (slot.Owner is { } owner)
         {
@@ -453,6 +504,7 @@ internal sealed class ModelScheduler
     private void Step()
     {
         var ctx = _ctx!;
+        Volatile.Write(ref _lastActive, Environment.TickCount64);
         var entries = new List<Entry>();
         int budget = ctx.BatchSize;
         // Generating sequences first (one token each), then chunks of prompts with what the batch has left.
@@ -493,11 +545,12 @@ internal sealed class ModelScheduler
         }
         ctx.AbortRequested = jobs.All(j => j.Cancel.IsCancellationRequested);
         _decoding = jobs;
+        PeakSequencesPerBatch = Math.Max(PeakSequencesPerBatch, jobs.Count);
         DecodeResult result;
         var injected = FailDecode;
         using (NativeRuntime.RouteLogTo(jobs.Count == 1 ? jobs[0].Events : new FanOut(jobs)))
         {
-            result = injected is not null && injected(jobs.Select(j => (int)j.Slot!.SeqId).ToList())
+            result = injected is not null && injected(jobs)
                 ? DecodeResult.DecodeFailed
                 : ctx.Handle.Decode(batch);
         }

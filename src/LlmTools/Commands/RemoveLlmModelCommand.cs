@@ -5,7 +5,10 @@ namespace LlmTools.Commands;
 /// <summary>
 /// Unloads a model from the session cache and frees its memory. The file on disk is left alone.
 /// </summary>
-/// <remarks><para>A call still using the model finishes first; the memory is freed when it ends.</para></remarks>
+/// <remarks><para>Remove-LlmModel waits for nothing and cancels nothing: calls still running on the model (in any
+/// runspace) finish, and chat sessions opened on it keep answering; the memory is freed when the last of them ends.
+/// Until then Get-LlmModel lists the model with Status Unloading. A load under way is stopped. Ctrl+C a call, or end
+/// its chat session, to free the memory at once.</para></remarks>
 /// <example>
 /// <code>Get-LlmModel | Remove-LlmModel -WhatIf</code>
 /// <para>Shows which models would be unloaded.</para>
