@@ -45,13 +45,33 @@ internal sealed class EngineLoadContext : AssemblyLoadContext
 /// <summary>Frees every loaded model when the module is removed.</summary>
 public sealed class ModuleLifetime : IModuleAssemblyInitializer, IModuleAssemblyCleanup
 {
-    // Every runspace that imports the module shares the process's models: only the last one to remove it unloads them.
-    private static int _imports;
+    // Every runspace that imports the module shares the process's models: removing the module unloads them only when
+    // no other open runspace has it (a runspace that was closed without removing it no longer counts).
+    private static readonly List<WeakReference<System.Management.Automation.Runspaces.Runspace>> Importers = [];
 
-    public void OnImport() => Interlocked.Increment(ref _imports);
+    public void OnImport()
+    {
+        if (System.Management.Automation.Runspaces.Runspace.DefaultRunspace is not { } current) return;
+        lock (Importers)
+        {
+            Prune(null);
+            if (!Importers.Any(w => w.TryGetTarget(out var r) && r == current)) Importers.Add(new(current));
+        }
+    }
 
     public void OnRemove(PSModuleInfo module)
     {
-        if (Interlocked.Decrement(ref _imports) <= 0) ModelCache.Instance.UnloadAll();
+        bool last;
+        lock (Importers)
+        {
+            Prune(System.Management.Automation.Runspaces.Runspace.DefaultRunspace);
+            last = Importers.Count == 0;
+        }
+        if (last) ModelCache.Instance.UnloadAll();
     }
+
+    private static void Prune(System.Management.Automation.Runspaces.Runspace? removing) =>
+        Importers.RemoveAll(w => !w.TryGetTarget(out var r) || r == removing ||
+            r.RunspaceStateInfo.State is System.Management.Automation.Runspaces.RunspaceState.Closed
+                or System.Management.Automation.Runspaces.RunspaceState.Closing or System.Management.Automation.Runspaces.RunspaceState.Broken);
 }
