@@ -40,7 +40,7 @@ Describe 'ConvertTo-LlmPrompt' {
 Describe 'Chat sessions for scripts' {
     It 'keeps the conversation and its KV state: turn N evaluates only its new tokens' {
         $chat = New-LlmChatSession -Model $ChatModel -SystemPrompt 'You are terse.' -Temperature 0 -MaxTokens 8
-        $chat.GetType().FullName | Should -Be 'LlmTools.ChatSession'
+        $chat.GetType().FullName | Should -Be 'LlmTools.Engine.ChatSession'
         $replies = 'Hello there', 'Tell me about the little dog', 'Thanks' | Invoke-LlmChat -Session $chat
         $replies | Should -HaveCount 3
         $replies.Turn | Should -Be @(1, 2, 3)

@@ -1,6 +1,6 @@
 using LlmTools.Engine.Inference;
 
-namespace LlmTools;
+namespace LlmTools.Engine;
 
 /// <summary>A finished input of a batch: its result, or the error that ended it.</summary>
 public readonly record struct BatchItem(long Id, LlmCompletionResult? Result, LlmException? Error)

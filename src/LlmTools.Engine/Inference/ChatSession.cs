@@ -1,7 +1,7 @@
 using System.Text.Json;
 using LlmTools.Engine.Inference;
 
-namespace LlmTools;
+namespace LlmTools.Engine;
 
 /// <summary>
 /// A conversation with a model that keeps its KV state between turns: each turn renders the whole conversation with

@@ -2,7 +2,7 @@ using System.Text;
 using LlmTools.Engine.Inference;
 using LLama.Native;
 
-namespace LlmTools;
+namespace LlmTools.Engine;
 
 /// <summary>Text completion and tokenization on a model from the <see cref="ModelCache"/>.</summary>
 public static class CompletionEngine

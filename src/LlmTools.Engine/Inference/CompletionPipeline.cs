@@ -1,4 +1,4 @@
-namespace LlmTools;
+namespace LlmTools.Engine;
 
 /// <summary>One input's outcome, in input order: a result, or the error for that input alone.</summary>
 public readonly record struct PipelineOutput(object? State, LlmCompletionResult? Result, LlmException? Error);

@@ -5,7 +5,7 @@ using LlmTools.Engine.Inference;
 using LlmTools.Engine.Native;
 using LLama.Native;
 
-namespace LlmTools;
+namespace LlmTools.Engine;
 
 /// <summary>
 /// The process-wide cache of loaded models. Loading costs seconds to minutes on real sizes, so a model is loaded once
