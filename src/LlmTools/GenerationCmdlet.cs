@@ -52,7 +52,7 @@ public abstract class GenerationCmdlet : ModelCmdlet
             MinP = MinP,
             RepeatPenalty = RepeatPenalty,
             Seed = MyInvocation.BoundParameters.ContainsKey(nameof(Seed)) ? Seed : null,
-            Stop = Stop,
+            Stop = Stop ?? [], // -Stop $null: no stop strings
         };
         try
         {

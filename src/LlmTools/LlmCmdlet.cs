@@ -239,8 +239,14 @@ public abstract class ModelCmdlet : LlmCmdlet
     protected override void BeginProcessing()
     {
         ModelFromCommandLine = MyInvocation.BoundParameters.ContainsKey(nameof(Model));
+        // Values wrong for every input end the call (a terminating error, caught by try/catch), before any work.
         if (MyInvocation.BoundParameters.ContainsKey(nameof(GpuLayers)) && GpuLayers < 0)
             ThrowLlmError(new LlmException("GpuLayersOutOfRange", LlmErrorKind.InvalidArgument,
                 $"GpuLayers {GpuLayers} is out of range: use 0 (CPU only) or more.", GpuLayers));
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(ContextSize)) && (ContextSize < 16 || ContextSize > 1 << 20))
+            ThrowLlmError(new LlmException("ContextSizeOutOfRange", LlmErrorKind.InvalidArgument,
+                $"ContextSize {ContextSize} is out of range: use 16 to {1 << 20} tokens.", ContextSize));
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) && (Threads < 1 || Threads > 1024))
+            ThrowLlmError(new LlmException("ThreadsOutOfRange", LlmErrorKind.InvalidArgument, $"Threads {Threads} is out of range: use 1 to 1024.", Threads));
     }
 }

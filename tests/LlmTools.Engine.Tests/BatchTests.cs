@@ -70,14 +70,15 @@ public class BatchTests
     {
         using var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
         using var generator = new BatchGenerator(lease, Greedy with { MaxTokens = 40 }, Context, 4, "", NullEngineEvents.Instance);
-        var longOptions = Greedy with { MaxTokens = 40 };
-        generator.Add(0, "Once upon a time there was a little girl");
-        generator.Add(1, "The dog");
-        var order = new List<long>();
-        while (generator.Active > 0) order.AddRange(generator.Step(default).Select(r => r.Id));
-        Assert.Equal(2, order.Count);
-        Assert.Contains(0L, order);
-        Assert.Contains(1L, order);
+        generator.Add(0, "Once upon a time there was a little girl", Greedy with { MaxTokens = 40 });
+        generator.Add(1, "The dog", Greedy with { MaxTokens = 2 });
+        var order = new List<BatchItem>();
+        while (generator.Active > 0) order.AddRange(generator.Step(default));
+        // The short one is done first; each result still belongs to its own input.
+        Assert.Equal([1L, 0L], order.Select(r => r.Id));
+        Assert.Equal("The dog", order[0].Result!.Prompt);
+        Assert.Equal(2, order[0].Result!.CompletionTokens);
+        Assert.Equal(40, order[1].Result!.CompletionTokens);
     }
 
     [Fact]

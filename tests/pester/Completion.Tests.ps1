@@ -23,7 +23,7 @@ Describe 'Invoke-LlmCompletion' {
 
     It 'resolves a relative model path from the current location' {
         Push-Location $TestDir
-        try { (Invoke-LlmCompletion 'Once' -Model ./tiny.gguf -MaxTokens 2).CompletionTokens | Should -Be 2 }
+        try { (Invoke-LlmCompletion 'Once' -Model ./tiny.gguf -MaxTokens 2 -Temperature 0).CompletionTokens | Should -Be 2 }
         finally { Pop-Location }
     }
 

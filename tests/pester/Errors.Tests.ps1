@@ -19,7 +19,10 @@ Describe 'Bad input gets a clear error with a stable id, and the session goes on
     It 'a missing file' {
         { Invoke-LlmCompletion 'x' -Model (Join-Path $TestDir 'absent.gguf') -ErrorAction Stop } |
             Should -Throw -ErrorId 'ModelFileNotFound,LlmTools.Commands.InvokeLlmCompletionCommand'
-        try { Invoke-LlmCompletion 'x' -Model (Join-Path $TestDir 'absent.gguf') } catch { $_.CategoryInfo.Category | Should -Be 'ObjectNotFound' }
+        $caught = $null
+        try { Invoke-LlmCompletion 'x' -Model (Join-Path $TestDir 'absent.gguf') } catch { $caught = $_ }
+        $caught | Should -Not -BeNullOrEmpty -Because 'a missing model file ends the call (a terminating error)'
+        $caught.CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
     It 'a file that is not GGUF' {
@@ -44,7 +47,7 @@ Describe 'Bad input gets a clear error with a stable id, and the session goes on
     ) {
         $path = New-TestModel -Name "bad-$([guid]::NewGuid()).gguf" -Configure { param($o) $o.Overrides[$Key] = $Value }
         { Invoke-LlmCompletion 'x' -Model $path } | Should -Throw -ErrorId 'InvalidGgufFile,LlmTools.Commands.InvokeLlmCompletionCommand'
-        (Invoke-LlmCompletion 'x' -Model $TinyModel -MaxTokens 1).CompletionTokens | Should -Be 1
+        (Invoke-LlmCompletion 'x' -Model $TinyModel -MaxTokens 1 -Temperature 0).CompletionTokens | Should -Be 1
     }
 
     It 'a vocabulary-only GGUF (<_>)' -Skip:(-not $HasShared) -ForEach @('ggml-vocab-llama-spm.gguf', 'ggml-vocab-gpt-2.gguf') {
@@ -95,5 +98,33 @@ Describe 'Bad input gets a clear error with a stable id, and the session goes on
         $results = $rows | Invoke-LlmCompletion -MaxTokens 1 -ErrorVariable errs -ErrorAction SilentlyContinue
         $results | Should -HaveCount 1
         $errs[0].FullyQualifiedErrorId | Should -Be 'ModelFileNotFound,LlmTools.Commands.InvokeLlmCompletionCommand'
+    }
+}
+
+Describe 'One rule for errors: a call that cannot run at all is a terminating error that try/catch catches' {
+    It '<Name> ends the call with <Id>' -ForEach @(
+        @{ Name = '-ContextSize 1'; Id = 'ContextSizeOutOfRange'; Script = { Invoke-LlmCompletion 'x' -Model $TinyModel -ContextSize 1 } }
+        @{ Name = '-Threads 0'; Id = 'ThreadsOutOfRange'; Script = { Invoke-LlmCompletion 'x' -Model $TinyModel -Threads 0 } }
+        @{ Name = '-MaxTokens 0'; Id = 'MaxTokensOutOfRange'; Script = { Invoke-LlmCompletion 'x' -Model $TinyModel -MaxTokens 0 } }
+        @{ Name = 'Import of a vocabulary-only file'; Id = 'VocabularyOnlyModel'; Script = {
+            Import-LlmModel -Model ([LlmTools.TestModels.TinyModel]::WriteVocabularyOnly((Join-Path $TestDir 'vocab-import.gguf'))) } }
+        @{ Name = 'New-LlmChatSession -ContextSize 1'; Id = 'ContextSizeOutOfRange'; Script = { New-LlmChatSession -Model $ChatModel -ContextSize 1 } }
+    ) {
+        $caught = $null
+        try { & $Script | Out-Null } catch { $caught = $_ }
+        $caught | Should -Not -BeNullOrEmpty -Because 'try/catch must see it'
+        $caught.FullyQualifiedErrorId | Should -BeLike "$Id,LlmTools.Commands.*"
+    }
+
+    It '-Stop $null means no stop strings, not a crash' {
+        (Invoke-LlmCompletion 'Once' -Model $TinyModel -MaxTokens 3 -Temperature 0 -Stop $null).CompletionTokens | Should -Be 3
+    }
+
+    It 'a piped input that fails is an error for that input only; the others are answered' {
+        $results = 'Once', ('word ' * 3000), 'The dog' | Invoke-LlmCompletion -Model $TinyModel -MaxTokens 2 -Temperature 0 -ContextSize 256 `
+            -ErrorVariable errs -ErrorAction SilentlyContinue
+        $results.Prompt | Should -Be @('Once', 'The dog')
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -Be 'PromptTooLong,LlmTools.Commands.InvokeLlmCompletionCommand'
     }
 }

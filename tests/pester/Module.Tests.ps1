@@ -121,7 +121,7 @@ Describe 'Native library selection' {
 
     It 'uses the llama.cpp libraries in LLMTOOLS_LLAMA_LIBRARY_PATH' {
         $folder = Join-Path $ModulePath "engine/runtimes/$([System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier)/native/avx2"
-        $script = "`$env:LLMTOOLS_LLAMA_LIBRARY_PATH = '$folder'; Import-Module '$ModulePath/LlmTools.psd1'; `$b = Get-LlmBackend; `$b.Variant; `$b.LibraryPath; (Invoke-LlmCompletion 'Once' -Model '$TinyModel' -MaxTokens 3).CompletionTokens"
+        $script = "`$env:LLMTOOLS_LLAMA_LIBRARY_PATH = '$folder'; Import-Module '$ModulePath/LlmTools.psd1'; `$b = Get-LlmBackend; `$b.Variant; `$b.LibraryPath; (Invoke-LlmCompletion 'Once' -Model '$TinyModel' -MaxTokens 3 -Temperature 0).CompletionTokens"
         $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
         $out[0] | Should -Be 'custom'
         $out[1] | Should -Be (Join-Path $folder 'libllama.so')

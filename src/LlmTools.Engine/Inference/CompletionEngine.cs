@@ -44,7 +44,7 @@ public static class CompletionEngine
         if (!(o.MinP is >= 0 and < 1)) throw Bad("MinP", o.MinP, "use 0 (off) up to less than 1");
         if (!float.IsFinite(o.RepeatPenalty) || o.RepeatPenalty <= 0) throw Bad("RepeatPenalty", o.RepeatPenalty, "use more than 0 (1 is off)");
         if (o.RepeatLastN < 0) throw Bad("RepeatLastN", o.RepeatLastN, "use 0 or more");
-        foreach (var s in o.Stop)
+        foreach (var s in o.Stop ?? [])
             if (string.IsNullOrEmpty(s))
                 throw new LlmException("EmptyStopString", LlmErrorKind.InvalidArgument, "A stop string is empty; every -Stop value must have at least one character.");
     }

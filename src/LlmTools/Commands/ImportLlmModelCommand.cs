@@ -29,6 +29,8 @@ public sealed class ImportLlmModelCommand : ModelCmdlet
         }
         catch (LlmException e)
         {
+            // A model named on the command line is the whole call: its failure ends the call. A piped one fails alone.
+            if (ModelFromCommandLine) ThrowLlmError(e);
             WriteLlmError(e);
         }
     }
