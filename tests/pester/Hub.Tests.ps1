@@ -1,12 +1,9 @@
-BeforeDiscovery {
-    $HasShared = Test-Path (Join-Path $PSScriptRoot '../../../shared/models/stories260K.gguf')
-}
 BeforeAll {
     . $PSScriptRoot/TestSetup.ps1
     $script:Hub = [LlmTools.TestModels.FakeHub]::new()
     $script:Secret = 'hf_' + [guid]::NewGuid().ToString('N')
     $Hub.Tokens[$Secret] = 'alice'
-    $script:modelBytes = [IO.File]::ReadAllBytes($(if ($HasShared) { $Stories } else { $TinyModel }))
+    $script:modelBytes = [IO.File]::ReadAllBytes($Stories)
     $files = [System.Collections.Generic.Dictionary[string, byte[]]]::new()
     $files['stories260K-Q4_K_M.gguf'] = $modelBytes
     $files['README.md'] = [Text.Encoding]::UTF8.GetBytes('# test model')

@@ -57,7 +57,7 @@ Describe 'Get-LlmModel' {
         $m.GpuLayers | Should -Be 0
     }
 
-    It 'describes stories260K' -Skip:(-not $HasShared) {
+    It 'describes stories260K' {
         $info = Get-LlmModel -Path $Stories
         $info.ParameterCount | Should -Be 292800
         $info.LayerCount | Should -Be 5
