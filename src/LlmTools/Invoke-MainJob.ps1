@@ -19,15 +19,16 @@ param(
     [string] $StoryPrompt = 'Once upon a time'
 )
 $ErrorActionPreference = 'Stop'
-Import-Module (Join-Path $ModulePath 'LlmTools.psd1')
+Import-Module (Join-Path (Resolve-Path $ModulePath) 'LlmTools.psd1')
 $defaultModel = 'Qwen/Qwen2.5-0.5B-Instruct-GGUF'
 $embedded = 'tinystories'
-# The Hub's own failures to answer; anything else (a bad file, a wrong name) is the user's to see.
-$unreachable = 'HubUnreachable', 'HubTimeout', 'HubOffline'
+# The Hub's failures to answer (or a Hub the user took offline); anything else (a bad file, a wrong name) is the user's to see.
+# HubNotCached: HF_HUB_OFFLINE is set and the model was never downloaded.
+$unreachable = 'HubUnreachable', 'HubTimeout', 'HubOffline', 'HubNotCached'
 
 function Invoke-Story {
+    Write-Host $StoryPrompt -NoNewline
     $result = Invoke-LlmCompletion $StoryPrompt -Model $embedded -MaxTokens $MaxTokens -Temperature 0 -Stream
-    Write-Host ''
     $result | Format-Table StopReason, PromptTokens, CompletionTokens, TokensPerSecond, LoadDuration | Out-Host
 }
 
@@ -41,7 +42,10 @@ try {
 } catch {
     $id = ($_.FullyQualifiedErrorId -split ',')[0]
     if (-not $Model -and $id -in $unreachable) {
-        [Console]::Error.WriteLine("LlmTools: $($_.Exception.Message -replace '\s+', ' ') Running the model shipped with LlmTools instead (-Model $embedded, TinyStories 260K).")
+        # One line: the Hub's failure (its first sentence; the advice after it is for a model from the Hub) and what runs.
+        $message = $_.Exception.Message -replace '\s+', ' '
+        $reason = if ($message -cmatch '^(.+?)\.\s+[A-Z]') { $Matches[1] } else { $message.TrimEnd('.') }
+        [Console]::Error.WriteLine("LlmTools: $reason; running the model shipped with LlmTools instead (-Model $embedded, TinyStories 260K).")
         try {
             Invoke-Story
             exit 0
