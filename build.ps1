@@ -5,7 +5,7 @@
 .DESCRIPTION
     Build: out/LlmTools/ is the importable module (manifest, LlmTools.dll, engine/ with LLamaSharp and the native
            llama.cpp libraries of this platform, format and type files).
-    Test:  builds, runs the C# unit tests and the Pester suite (against the built module, in a child pwsh), prints
+    Test:  builds and packages, runs the C# unit tests and the Pester suite (against the built module, in a child pwsh), prints
            one line 'N passed, M failed, K skipped' and exits non-zero on any failure.
     Bench: builds, then measures completion speed side by side with LLamaSharp called directly.
     Run:   builds, then runs the main job (src/LlmTools/Invoke-MainJob.ps1).
@@ -77,7 +77,8 @@ function Invoke-Build {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    # The package too: the suite installs it with PSResourceGet (tests/pester/Package.Tests.ps1).
+    Invoke-Package
     $results = Join-Path $out 'test-results'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
     New-Item -ItemType Directory $results | Out-Null
