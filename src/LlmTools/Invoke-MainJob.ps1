@@ -28,7 +28,8 @@ $unreachable = 'HubUnreachable', 'HubTimeout', 'HubOffline', 'HubNotCached'
 
 function Invoke-Story {
     Write-Host $StoryPrompt -NoNewline
-    $result = Invoke-LlmCompletion $StoryPrompt -Model $embedded -MaxTokens $MaxTokens -Temperature 0 -Stream
+    # One thread: the model is so small that more only wait on each other (and on a busy machine, much longer).
+    $result = Invoke-LlmCompletion $StoryPrompt -Model $embedded -MaxTokens $MaxTokens -Temperature 0 -Threads 1 -Stream
     $result | Format-Table StopReason, PromptTokens, CompletionTokens, TokensPerSecond, LoadDuration | Out-Host
 }
 
