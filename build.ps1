@@ -5,15 +5,19 @@
 .DESCRIPTION
     Build: out/LlmTools/ is the importable module (manifest, LlmTools.dll, engine/ with LLamaSharp and the native
            llama.cpp libraries of this platform, format and type files).
-    Test:  builds, runs the C# unit tests and the Pester suite (against the built module, in a child pwsh), prints
+    Test:  builds and packages, runs the C# unit tests and the Pester suite (against the built module, in a child pwsh), prints
            one line 'N passed, M failed, K skipped' and exits non-zero on any failure.
     Bench: builds, then measures completion speed side by side with LLamaSharp called directly.
+    Run:   builds, then runs the main job (src/LlmTools/Invoke-MainJob.ps1).
+    Package: builds, then writes out/LlmTools.<version>.nupkg, which PSResourceGet installs from a folder repository
+           (Register-PSResourceRepository -Uri <folder>; Install-PSResource LlmTools). It holds this platform's native
+           libraries only.
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Test
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Bench', 'Run', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Bench', 'Run', 'Package', 'Clean')]
     [string] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -57,10 +61,13 @@ function Invoke-Build {
     Move-Item (Join-Path $moduleDir 'engine/LlmTools.Contracts.dll'), (Join-Path $moduleDir 'engine/LlmTools.Contracts.pdb') $moduleDir -Force
     Copy-Item (Join-Path $root 'src/LlmTools/LlmTools.format.ps1xml'), (Join-Path $root 'src/LlmTools/LlmTools.types.ps1xml') $moduleDir
     Copy-Item (Join-Path $root 'LlmTools.psd1') $moduleDir
+    # The embedded default model (-Model tinystories) with its licence and provenance.
+    Copy-Item (Join-Path $root 'src/LlmTools/models') $moduleDir -Recurse
     # Help: MAML written from the cmdlets' doc comments (in a child pwsh: it imports the module just built).
     & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'src/LlmTools/New-MamlHelp.ps1') `
         -ModuleDir $moduleDir -DocumentationFile (Join-Path $staging 'LlmTools.xml')
     if ($LASTEXITCODE -ne 0) { throw 'Writing the help failed.' }
+    Copy-Item (Join-Path $root 'src/LlmTools/en-US/about_LlmTools.help.txt') (Join-Path $moduleDir 'en-US')
     Remove-Item $staging -Recurse -Force
     # Only this platform's native libraries are kept (LLamaSharp ships seven platforms' worth).
     Get-ChildItem (Join-Path $moduleDir 'engine/runtimes') -Directory -ErrorAction SilentlyContinue |
@@ -70,7 +77,8 @@ function Invoke-Build {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    # The package too: the suite installs it with PSResourceGet (tests/pester/Package.Tests.ps1).
+    Invoke-Package
     $results = Join-Path $out 'test-results'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
     New-Item -ItemType Directory $results | Out-Null
@@ -82,10 +90,12 @@ function Invoke-Test {
     $unitExit = $LASTEXITCODE
     $passed = 0; $failed = 0; $skipped = 0
     if (Test-Path $trx) {
-        $counters = ([xml](Get-Content $trx -Raw)).TestRun.ResultSummary.Counters
+        $report = ([xml](Get-Content $trx -Raw)).TestRun
+        $counters = $report.ResultSummary.Counters
         $passed += [int]$counters.passed
         $failed += [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
-        $skipped += [int]$counters.notExecuted
+        # A skipped test is a result 'NotExecuted'; the summary's notExecuted counter stays 0 for xunit's skips.
+        $skipped += @($report.Results.UnitTestResult | Where-Object outcome -eq 'NotExecuted').Count
     } else {
         $failed += 1
         Write-Host 'The C# unit tests produced no report.'
@@ -128,10 +138,22 @@ function Invoke-Run {
     exit $LASTEXITCODE
 }
 
+function Invoke-Package {
+    Invoke-Build
+    $package = Join-Path $out "LlmTools.$version.nupkg"
+    if (Test-Path $package) { Remove-Item $package -Force }
+    # PowerShell's own packer (PSResourceGet, shipped with pwsh 7.4+): it writes the nuspec from the manifest.
+    Import-Module Microsoft.PowerShell.PSResourceGet
+    Compress-PSResource -Path $moduleDir -DestinationPath $out
+    if (-not (Test-Path $package)) { throw "Compress-PSResource wrote no $package." }
+    Write-Host ("Packaged {0} ({1:N1} MB)" -f $package, ((Get-Item $package).Length / 1MB))
+}
+
 switch ($Task) {
     'Build' { Invoke-Build }
     'Test' { Invoke-Test }
     'Bench' { Invoke-Bench }
     'Run' { Invoke-Run }
+    'Package' { Invoke-Package }
     'Clean' { if (Test-Path $out) { Remove-Item $out -Recurse -Force } }
 }

@@ -84,10 +84,12 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
     /// <summary>
     /// The local file a -Model value names: a path (relative to the current location), or a Hub reference (org/name,
-    /// org/name:QUANT, org/name/file.gguf, @revision) installed into the Hugging Face cache on first use.
+    /// org/name:QUANT, org/name/file.gguf, @revision) installed into the Hugging Face cache on first use, or the short
+    /// name of a model shipped with the module (tinystories).
     /// </summary>
     protected string ResolveModelPath(string model)
     {
+        if (EmbeddedModels.TryResolve(model) is { } embedded) return embedded;
         bool isReference = Hub.HubReference.TryParse(model, out var reference);
         string? local;
         try
@@ -202,7 +204,8 @@ public abstract class ModelCmdlet : LlmCmdlet
 
     /// <summary>
     /// A .gguf file (relative paths resolve from the current location) or a Hub reference (org/name, org/name:Q8_0,
-    /// org/name/file.gguf, @revision), installed into the Hugging Face cache on first use.
+    /// org/name/file.gguf, @revision), installed into the Hugging Face cache on first use; or tinystories, the small
+    /// story model shipped with the module.
     /// </summary>
     [Parameter(Mandatory = true, ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
     [Alias("Path", "FullName", "ModelPath")]

@@ -4,7 +4,7 @@ using System.Management.Automation.Language;
 
 namespace LlmTools;
 
-/// <summary>Completes -Model with loaded models, then models in the known folders, then *.gguf files here.</summary>
+/// <summary>Completes -Model with loaded models, the models shipped with the module (tinystories), then models in the known folders.</summary>
 public sealed class ModelArgumentCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
@@ -13,6 +13,7 @@ public sealed class ModelArgumentCompleter : IArgumentCompleter
         var word = wordToComplete.Trim('\'', '"');
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var candidates = ModelCache.Instance.List().Select(m => (m.Path, $"{m.Name} (loaded)"))
+            .Concat(EmbeddedModels.Available().Select(e => (e.Model.Name, $"{e.Model.Description} (shipped with LlmTools)")))
             .Concat(HubReferences())
             .Concat(ModelLocations.FindGgufFiles(ModelLocations.SearchFolders()).Select(p => (p, Path.GetFileName(p))));
         foreach (var (path, tip) in candidates)

@@ -22,7 +22,65 @@ function Get-Text($node) {
 }
 function Esc([string] $s) { [System.Security.SecurityElement]::Escape($s) }
 
-$common = [System.Management.Automation.Cmdlet]::CommonParameters + [System.Management.Automation.Cmdlet]::OptionalCommonParameters
+# The common parameters are described by about_CommonParameters; -WhatIf and -Confirm (present only on cmdlets that
+# support ShouldProcess) are listed like any other parameter, as PowerShell's own help does.
+$common = [System.Management.Automation.Cmdlet]::CommonParameters + 'UseTransaction'
+$shouldProcessText = @{
+    WhatIf  = 'Shows what the cmdlet would do without doing it.'
+    Confirm = 'Asks for confirmation before the cmdlet acts.'
+}
+
+# The default a parameter's doc comment states ("default 8", "Default: HF_TOKEN, then the token file"), or null.
+function Get-DocDefault([string] $text) {
+    if ($text -notmatch '(?i)\bdefault\b(?:s? to| is|:)?\s*(.+?)(?=[.;]\s|[.;)]*$)') { return $null }
+    $value = $Matches[1].Trim()
+    # "default min(trained length, 4096)." stops before its closing parenthesis: give it back.
+    $open = ($value.ToCharArray() | Where-Object { $_ -eq '(' }).Count - ($value.ToCharArray() | Where-Object { $_ -eq ')' }).Count
+    if ($open -gt 0) { $value += ')' * $open }
+    if ($value) { $value } else { $null }
+}
+
+# The value a property is initialised to, when it says something (not null, 0, '' or an empty array).
+function Get-InitialValue($instance, [string] $name) {
+    if ($null -eq $instance) { return $null }
+    $property = $instance.GetType().GetProperty($name)
+    if (-not $property) { return $null }
+    $value = $property.GetValue($instance)
+    if ($null -eq $value -or $value -is [System.Management.Automation.SwitchParameter]) { return $null }
+    if ($value -is [string]) { return $(if ($value) { $value } else { $null }) }
+    if ($value -is [array]) { return $(if ($value.Count) { $value -join ', ' } else { $null }) }
+    if ($value -is [enum]) { return $value.ToString() }
+    if ($value -is [ValueType] -and $value -eq [Activator]::CreateInstance($value.GetType())) { return $null }
+    [System.Convert]::ToString($value, [Globalization.CultureInfo]::InvariantCulture)
+}
+
+# What Get-Help shows as the default: the initialiser when the doc agrees (or says nothing), else the doc's words
+# (a sentinel such as GpuLayers = -1 means "decided later", which the doc explains); switches are False.
+function Get-DefaultValue($parameter, $instance, [string] $description) {
+    if ($parameter.ParameterType -eq [System.Management.Automation.SwitchParameter]) { return 'False' }
+    $initial = Get-InitialValue $instance $parameter.Name
+    $doc = Get-DocDefault $description
+    if ($null -ne $initial -and ($null -eq $doc -or $doc.StartsWith($initial, [StringComparison]::OrdinalIgnoreCase))) { return $initial }
+    if ($doc) { return $doc }
+    'None'
+}
+
+# The values a parameter accepts when they are a closed set: [ValidateSet] or an enum.
+function Get-AllowedValues($parameter) {
+    $set = $parameter.Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateSetAttribute] } | Select-Object -First 1
+    if ($set) { return @($set.ValidValues) }
+    $type = $parameter.ParameterType
+    if ($type.IsArray) { $type = $type.GetElementType() }
+    $type = [Nullable]::GetUnderlyingType($type) ?? $type
+    if ($type.IsEnum) { return [enum]::GetNames($type) }
+    @()
+}
+
+function Get-ValueGroup($parameter) {
+    $values = Get-AllowedValues $parameter
+    if (-not $values) { return '' }
+    '<command:parameterValueGroup>' + (($values | ForEach-Object { "<command:parameterValue required=`"false`" variableLength=`"false`">$(Esc $_)</command:parameterValue>" }) -join '') + '</command:parameterValueGroup>'
+}
 $sb = [System.Text.StringBuilder]::new()
 [void]$sb.AppendLine('<?xml version="1.0" encoding="utf-8"?>')
 [void]$sb.AppendLine('<helpItems schema="maml" xmlns="http://msh">')
@@ -41,17 +99,20 @@ foreach ($cmd in Get-Command -Module LlmTools -CommandType Cmdlet | Sort-Object 
 
     $paramDoc = {
         param($name)
+        if ($shouldProcessText.ContainsKey($name)) { return $shouldProcessText[$name] }
         $prop = $type.GetProperty($name)
         $owner = $prop.DeclaringType.FullName
         Get-Text $members["P:$owner.$name"]?.SelectSingleNode('summary')
     }
+    # A fresh instance holds the property initialisers: the defaults.
+    $instance = try { [Activator]::CreateInstance($type) } catch { $null }
     [void]$sb.AppendLine('<command:syntax>')
     foreach ($set in $cmd.ParameterSets) {
         [void]$sb.AppendLine("<command:syntaxItem><maml:name>$($cmd.Name)</maml:name>")
         foreach ($p in $set.Parameters | Where-Object Name -notin $common) {
             $pos = if ($p.Position -ge 0) { $p.Position } else { 'named' }
             [void]$sb.AppendLine("<command:parameter required=`"$($p.IsMandatory.ToString().ToLower())`" position=`"$pos`"><maml:name>$($p.Name)</maml:name>" +
-                $(if ($p.ParameterType -ne [System.Management.Automation.SwitchParameter]) { "<command:parameterValue required=`"true`">$($p.ParameterType.Name)</command:parameterValue>" }) + '</command:parameter>')
+                $(if ($p.ParameterType -ne [System.Management.Automation.SwitchParameter]) { (Get-ValueGroup $p) + "<command:parameterValue required=`"true`">$($p.ParameterType.Name)</command:parameterValue>" }) + '</command:parameter>')
         }
         [void]$sb.AppendLine('</command:syntaxItem>')
     }
@@ -64,7 +125,11 @@ foreach ($cmd in Get-Command -Module LlmTools -CommandType Cmdlet | Sort-Object 
         $position = ($attrs | Where-Object Position -ge 0 | Select-Object -First 1).Position
         if ($null -eq $position) { $position = 'named' }
         $description = & $paramDoc $p.Name
-        [void]$sb.AppendLine("<command:parameter required=`"$required`" globbing=`"false`" pipelineInput=`"$pipelineText`" position=`"$position`" aliases=`"$($p.Aliases -join ', ')`"><maml:name>$($p.Name)</maml:name><maml:description><maml:para>$(Esc $description)</maml:para></maml:description><command:parameterValue required=`"true`">$($p.ParameterType.Name)</command:parameterValue><dev:type><maml:name>$($p.ParameterType.FullName)</maml:name></dev:type></command:parameter>")
+        $default = if ($required -eq 'true') { 'None' } else { Get-DefaultValue $p $instance $description }
+        $globbing = ($p.Attributes | Where-Object { $_ -is [System.Management.Automation.SupportsWildcardsAttribute] }) ? 'true' : 'false'
+        $allowed = Get-AllowedValues $p
+        if ($allowed) { $description += " Accepted values: $($allowed -join ', ')." }
+        [void]$sb.AppendLine("<command:parameter required=`"$required`" globbing=`"$globbing`" pipelineInput=`"$pipelineText`" position=`"$position`" aliases=`"$($p.Aliases -join ', ')`"><maml:name>$($p.Name)</maml:name><maml:description><maml:para>$(Esc $description)</maml:para></maml:description>$(Get-ValueGroup $p)<command:parameterValue required=`"true`">$($p.ParameterType.Name)</command:parameterValue><dev:type><maml:name>$($p.ParameterType.FullName)</maml:name></dev:type><dev:defaultValue>$(Esc $default)</dev:defaultValue></command:parameter>")
     }
     [void]$sb.AppendLine('</command:parameters><command:returnValues>')
     foreach ($o in $cmd.OutputType) {

@@ -2,7 +2,7 @@ using LlmTools.TestModels;
 
 namespace LlmTools.Engine.Tests;
 
-/// <summary>Model files for tests: the suite's own tiny model, and ../shared/models when that folder exists.</summary>
+/// <summary>Model files for tests: the suite's own tiny model, the embedded stories260K, and ../shared/models when that folder exists.</summary>
 public static class TestFiles
 {
     private static readonly Lazy<string> Folder = new(() =>
@@ -35,5 +35,13 @@ public static class TestFiles
         }
     }
 
-    public static string? Shared(string relative) => SharedModels is { } m && File.Exists(Path.Combine(m, relative)) ? Path.Combine(m, relative) : null;
+    /// <summary>
+    /// A file of ../shared/models, or null. stories260K.gguf is always there: the module ships it (-Model tinystories)
+    /// and this project copies it beside the tests, so the tests that need only it run in a fresh clone too.
+    /// </summary>
+    public static string? Shared(string relative)
+    {
+        if (SharedModels is { } m && File.Exists(Path.Combine(m, relative))) return Path.Combine(m, relative);
+        return relative == "stories260K.gguf" ? EmbeddedModels.TryResolve(EmbeddedModels.DefaultName) : null;
+    }
 }

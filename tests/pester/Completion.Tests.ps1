@@ -1,6 +1,3 @@
-BeforeDiscovery {
-    $HasShared = Test-Path (Join-Path $PSScriptRoot '../../../shared/models/stories260K.gguf')
-}
 BeforeAll { . $PSScriptRoot/TestSetup.ps1 }
 
 Describe 'Invoke-LlmCompletion' {
@@ -105,7 +102,7 @@ Describe 'Invoke-LlmCompletion' {
         (Invoke-LlmCompletion 'Once upon a time' -Model $TinyModel -MaxTokens 8 -Temperature 0).Text | Should -Be $expected
     }
 
-    It 'writes the real story with stories260K' -Skip:(-not $HasShared) {
+    It 'writes the real story with stories260K' {
         $r = Invoke-LlmCompletion 'Once upon a time' -Model $Stories -MaxTokens 40 -Temperature 0 -RepeatPenalty 1
         $r.Text | Should -Be ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.'
         $r.Model | Should -Be 'llama'

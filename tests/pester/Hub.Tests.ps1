@@ -1,12 +1,9 @@
-BeforeDiscovery {
-    $HasShared = Test-Path (Join-Path $PSScriptRoot '../../../shared/models/stories260K.gguf')
-}
 BeforeAll {
     . $PSScriptRoot/TestSetup.ps1
     $script:Hub = [LlmTools.TestModels.FakeHub]::new()
     $script:Secret = 'hf_' + [guid]::NewGuid().ToString('N')
     $Hub.Tokens[$Secret] = 'alice'
-    $script:modelBytes = [IO.File]::ReadAllBytes($(if ($HasShared) { $Stories } else { $TinyModel }))
+    $script:modelBytes = [IO.File]::ReadAllBytes($Stories)
     $files = [System.Collections.Generic.Dictionary[string, byte[]]]::new()
     $files['stories260K-Q4_K_M.gguf'] = $modelBytes
     $files['README.md'] = [Text.Encoding]::UTF8.GetBytes('# test model')
@@ -185,7 +182,7 @@ Describe 'Models from the Hub' {
 }
 
 Describe 'The main job' {
-    It 'runs a chat model by its Hub name (against the test server) and fails offline in one line' {
+    It 'runs a chat model by its Hub name (against the test server); offline it says so in one line and runs the shipped model' {
         $files = [System.Collections.Generic.Dictionary[string, byte[]]]::new()
         $files['qwen2.5-0.5b-instruct-q4_k_m.gguf'] = [IO.File]::ReadAllBytes($TinyModel)
         $files['qwen2.5-0.5b-instruct-q8_0.gguf'] = [IO.File]::ReadAllBytes($TinyModel)
@@ -198,11 +195,35 @@ Describe 'The main job' {
 
         $env:HF_HOME = Join-Path $TestDir 'empty-hf-home'
         $env:HF_ENDPOINT = 'http://127.0.0.1:9'   # nothing listens there
+        $errors = Join-Path $TestDir 'main-job-errors.txt'
         try {
-            $out = & dotnet pwsh -NoProfile -NonInteractive -File $job -ModulePath $ModulePath 2>&1
+            # No -Model: one line says why, then the model shipped with the module writes its story.
+            $out = & dotnet pwsh -NoProfile -NonInteractive -File $job -ModulePath $ModulePath -MaxTokens 12 2>$errors
+            $LASTEXITCODE | Should -Be 0
+            $said = @(Get-Content $errors | Where-Object { $_.Trim() })
+            $said | Should -HaveCount 1
+            $said[0] | Should -Match '^LlmTools: The Hub at http://127.0.0.1:9 cannot be reached \(.*\); running the model shipped with LlmTools instead \(-Model tinystories'
+            ($out -join "`n") | Should -Match 'Once upon a time, there was a little girl named Lily'
+            ($out -join "`n") | Should -Match 'MaxTokens\s+5\s+12'
+
+            # An explicit -Model is what the user asked for: no stand-in, one line, exit 1.
+            $out = & dotnet pwsh -NoProfile -NonInteractive -File $job -ModulePath $ModulePath -Model Qwen/Qwen2.5-0.5B-Instruct-GGUF 2>&1
             $LASTEXITCODE | Should -Be 1
             @($out | Where-Object { "$_".Trim() }) | Should -HaveCount 1
             "$out" | Should -Match '^LlmTools: The Hub at http://127.0.0.1:9 cannot be reached'
+        } finally {
+            $env:HF_ENDPOINT = $Hub.Endpoint
+        }
+    }
+
+    It 'runs the shipped model by its short name, with no Hub at all' {
+        $job = Join-Path $PSScriptRoot '../../src/LlmTools/Invoke-MainJob.ps1'
+        $env:HF_ENDPOINT = 'http://127.0.0.1:9'
+        try {
+            $out = & dotnet pwsh -NoProfile -NonInteractive -File $job -ModulePath $ModulePath -Model TinyStories -MaxTokens 12 2>&1
+            $LASTEXITCODE | Should -Be 0
+            ($out -join "`n") | Should -Match 'Once upon a time, there was a little girl named Lily'
+            ($out -join "`n") | Should -Not -Match 'LlmTools:'
         } finally {
             $env:HF_ENDPOINT = $Hub.Endpoint
         }

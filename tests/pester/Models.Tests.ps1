@@ -57,12 +57,46 @@ Describe 'Get-LlmModel' {
         $m.GpuLayers | Should -Be 0
     }
 
-    It 'describes stories260K' -Skip:(-not $HasShared) {
+    It 'describes stories260K' {
         $info = Get-LlmModel -Path $Stories
         $info.ParameterCount | Should -Be 292800
         $info.LayerCount | Should -Be 5
         $info.VocabularySize | Should -Be 512
         $info.HasChatTemplate | Should -BeFalse
+    }
+}
+
+Describe 'The model shipped with the module (tinystories)' {
+    BeforeAll { Remove-LlmModel -All }
+    AfterAll { Remove-LlmModel -All }
+
+    It 'is listed first by Get-LlmModel -ListAvailable, by its short name, and found by it' {
+        $first = Get-LlmModel -ListAvailable | Select-Object -First 1
+        $first.Name | Should -Be 'tinystories'
+        $first.Path | Should -Be (Join-Path $ModulePath 'models/stories260K.gguf')
+        $first.ParameterCount | Should -Be 292800
+        (Get-LlmModel -ListAvailable -Name 'TINY*').Path | Should -Be $first.Path
+        Test-Path (Join-Path $ModulePath 'models/LICENSE') | Should -BeTrue
+    }
+
+    It 'is what -Model <_> names, with no network' -ForEach @('tinystories', 'TinyStories') {
+        $env:HF_HUB_OFFLINE = '1'
+        try {
+            $r = Invoke-LlmCompletion 'Once upon a time' -Model $_ -MaxTokens 11 -Temperature 0 -RepeatPenalty 1
+            $r.Text | Should -Be ', there was a little girl named Lily.'
+            $r.ModelPath | Should -Be (Join-Path $ModulePath 'models/stories260K.gguf')
+            (Measure-LlmToken 'Once upon a time' -Model $_).Count | Should -Be 5
+        } finally {
+            Remove-Item Env:HF_HUB_OFFLINE
+        }
+        Remove-LlmModel -Model $_
+        Get-LlmModel | Should -BeNullOrEmpty
+    }
+
+    It 'is offered when -Model is completed' {
+        $line = 'Invoke-LlmCompletion -Prompt x -Model tiny'
+        $completions = (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches
+        $completions.CompletionText | Should -Contain 'tinystories'
     }
 }
 

@@ -26,5 +26,6 @@ if (-not (Test-Path $script:ChatModel)) { [LlmTools.TestModels.TinyChatModel]::W
 
 # ../shared/models beside the checkout: present on the developers' machines and in CI, absent in a fresh clone.
 $script:SharedModels = Join-Path $PSScriptRoot '../../../shared/models'
-$script:Stories = Join-Path $script:SharedModels 'stories260K.gguf'
-$script:HasShared = Test-Path $script:Stories
+$script:HasShared = Test-Path (Join-Path $script:SharedModels 'stories260K.gguf')
+# stories260K ships inside the module (-Model tinystories), so the tests that need only it run everywhere.
+$script:Stories = Join-Path $script:ModulePath 'models/stories260K.gguf'

@@ -9,8 +9,9 @@ namespace LlmTools.Commands;
 /// <remarks>
 /// <para>The metadata tells what a user checks first: architecture, parameters, quantization (FileType), context
 /// length, and whether the model has a chat template (HasChatTemplate) or is a base model.</para>
-/// <para>-ListAvailable searches the folders in LLMTOOLS_MODEL_PATH, ~/.cache/llmtools/models and the Hugging Face
-/// cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).</para>
+/// <para>-ListAvailable lists the model shipped with the module first (tinystories, for -Model tinystories), then searches
+/// the folders in LLMTOOLS_MODEL_PATH, ~/.cache/llmtools/models and the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub
+/// or ~/.cache/huggingface/hub).</para>
 /// </remarks>
 /// <example>
 /// <code>Get-LlmModel -Path ./models | Format-Table Name, Parameters, FileType, ContextLength, HasChatTemplate</code>
@@ -54,6 +55,8 @@ public sealed class GetLlmModelCommand : LlmCmdlet
                     if (Matches(m.Name, m.Path)) WriteObject(m);
                 break;
             case AvailableSet:
+                foreach (var info in EmbeddedModels.Describe())
+                    if (Matches(info.Name, info.Path)) WriteObject(info);
                 foreach (var file in ModelLocations.FindGgufFiles(ModelLocations.SearchFolders()))
                     WriteInfo(file, requireMatch: true);
                 break;

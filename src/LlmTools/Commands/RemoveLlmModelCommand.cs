@@ -40,7 +40,7 @@ public sealed class RemoveLlmModelCommand : LlmCmdlet
         }
         foreach (var m in Model)
         {
-            var path = ResolvePath(m);
+            var path = EmbeddedModels.TryResolve(m) ?? ResolvePath(m);
             if (!ModelCache.Instance.List().Any(l => l.Path == path))
             {
                 WriteLlmError(new LlmException("ModelNotLoaded", LlmErrorKind.ObjectNotFound,
