@@ -351,10 +351,10 @@ internal sealed class CallBlockNode(List<(string Name, Expr? Default)> parameter
 /// {% include %}, {% import %}, {% extends %}: transformers gives jinja2 no loader, so these fail when rendered, as in
 /// jinja2 (a template cannot include itself or anything else).
 /// </summary>
-internal sealed class LoaderNode(string tag) : Node
+internal sealed class LoaderNode : Node
 {
     protected override void RenderCore(RenderContext ctx, Scope scope, StringBuilder output) =>
-        throw new TemplateException($"no loader for this environment specified ({{% {tag} %}} needs other templates; a chat template has none)");
+        throw new TemplateException("no loader for this environment specified"); // jinja2's words
 }
 
 // ---------- expressions ----------
@@ -438,7 +438,7 @@ internal sealed class CallExpr(Expr callee, List<Expr> args, List<(string Name, 
         {
             CallableValue c => c.Call(a, k),
             LoopInfo { Recurse: { } r } => r.Call(a, k),
-            LoopInfo => throw new TemplateException("The loop must be marked as 'recursive' to call it recursively."),
+            LoopInfo => throw new TemplateException("The loop must have the 'recursive' marker to be called recursively."),
             Undefined u => throw u.Error(),
             _ => throw new TemplateException($"'{Py.TypeName(f)}' object is not callable"),
         };

@@ -160,7 +160,7 @@ internal sealed class JinjaParser
                 return new CallBlockNode(parameters, call, body);
             }
             case "include" or "import" or "from" or "extends":
-                return new LoaderNode(tag);
+                return new LoaderNode();
             case "filter":
             {
                 var filters = p.ParseFilterChain(leadingPipe: false);

@@ -438,11 +438,11 @@ internal static class Runtime
             object? v;
             if (head.Length == 0)
             {
-                if (auto >= args.Count) throw new TemplateException($"Replacement index {auto} out of range for positional args tuple");
+                if (auto >= args.Count) throw new TemplateException("tuple index out of range");
                 v = args[auto++];
             }
             else if (long.TryParse(head, NumberStyles.None, CultureInfo.InvariantCulture, out var idx))
-                v = idx < args.Count ? args[(int)idx] : throw new TemplateException($"Replacement index {idx} out of range for positional args tuple");
+                v = idx < args.Count ? args[(int)idx] : throw new TemplateException("tuple index out of range");
             else v = kwargs.TryGetValue(head, out var kv) ? kv : throw new TemplateException($"'{head}'");
             if (path >= 0) v = FormatLookup(v, field[path..]);
             sb.Append(Py.Str(v));
@@ -462,8 +462,7 @@ internal static class Runtime
             {
                 int j = path.IndexOfAny(['.', '['], i + 1);
                 var name = j < 0 ? path[(i + 1)..] : path[(i + 1)..j];
-                if (name.StartsWith('_')) throw Sandbox.Unsafe(v, name);
-                v = GetAttribute(v, name);
+                v = GetAttribute(v, name); // '_' names give the sandbox's unsafe undefined, as in jinja2
                 i = j < 0 ? path.Length : j;
             }
             else

@@ -395,7 +395,7 @@ internal static class Py
         void Write(object? x, int level)
         {
             Sandbox.CheckString(sb.Length);
-            if (x is List<object?> or OrderedDictionary<string, object?> or Namespace)
+            if (x is List<object?> or OrderedDictionary<string, object?>)
             {
                 if (!path.Add(x)) throw new TemplateException("Circular reference detected");
                 Sandbox.EnterValue(level);
@@ -429,8 +429,7 @@ internal static class Py
                     Newline(level);
                     sb.Append(']');
                     break;
-                case OrderedDictionary<string, object?> or Namespace:
-                    var dict = x as OrderedDictionary<string, object?> ?? ((Namespace)x!).Values;
+                case OrderedDictionary<string, object?> dict:
                     if (dict.Count == 0) { sb.Append("{}"); break; }
                     sb.Append('{');
                     var keys = sortKeys ? dict.Keys.OrderBy(KeyValue, Comparer<object?>.Create(Compare)).ToList() : dict.Keys.ToList();
