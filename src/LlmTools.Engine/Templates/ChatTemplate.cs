@@ -51,9 +51,23 @@ public sealed class ChatTemplate
     public string Render(IEnumerable<object?> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? variables = null,
         object? tools = null, object? documents = null, DateTime? now = null, CancellationToken cancellationToken = default)
     {
-        var root = new Scope(null);
-        var clock = now ?? DateTime.Now;
-        var ctx = new RenderContext(root, clock, cancellationToken);
+        var ctx = new RenderContext(new Scope(null), now ?? DateTime.Now, cancellationToken);
+        return RenderWith(ctx, messages, addGenerationPrompt, variables, tools, documents);
+    }
+
+    /// <summary>Renders and tells how much of the sandbox's limits it used (tests compare real templates with the limits).</summary>
+    internal (string Text, long Steps, int Nesting) RenderMeasured(IEnumerable<object?> messages, bool addGenerationPrompt,
+        IReadOnlyDictionary<string, object?>? variables, object? tools, DateTime now)
+    {
+        var ctx = new RenderContext(new Scope(null), now);
+        var text = RenderWith(ctx, messages, addGenerationPrompt, variables, tools, null);
+        return (text, ctx.Steps, ctx.Deepest);
+    }
+
+    private string RenderWith(RenderContext ctx, IEnumerable<object?> messages, bool addGenerationPrompt,
+        IReadOnlyDictionary<string, object?>? variables, object? tools, object? documents)
+    {
+        var root = ctx.Root;
         using var active = ctx.Activate();
         try
         {

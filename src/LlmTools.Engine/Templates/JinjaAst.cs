@@ -35,6 +35,7 @@ internal sealed class RenderContext(Scope root, DateTime now, CancellationToken 
     public DateTime Now { get; } = now;
     public CancellationToken Cancellation { get; } = cancellation;
     public int Nesting;
+    public int Deepest;
     public long Steps;
     public int Line;
 
@@ -54,6 +55,7 @@ internal sealed class RenderContext(Scope root, DateTime now, CancellationToken 
     public void Enter()
     {
         if (++Nesting > TemplateLimits.MaxNesting) throw Sandbox.TooDeep();
+        if (Nesting > Deepest) Deepest = Nesting;
         RuntimeHelpers.EnsureSufficientExecutionStack();
     }
 

@@ -125,7 +125,7 @@ internal static class Filters
                 var sb = new StringBuilder();
                 for (int i = 0; i < lines.Length; i++)
                 {
-                    Sandbox.CheckString((long)sb.Length + pad.Length);
+                    Sandbox.CheckLength((long)sb.Length + pad.Length);
                     if (i > 0) sb.Append('\n');
                     bool indentThis = i == 0 ? first : blank || lines[i].Trim().Length > 0;
                     if (indentThis && (i > 0 || lines[i].Length > 0 || blank || first)) sb.Append(pad);

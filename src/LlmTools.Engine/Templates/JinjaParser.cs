@@ -46,8 +46,8 @@ internal sealed class JinjaParser
                         _index--; // the caller reads the end tag itself
                         return (nodes, tag);
                     }
-                    if (++_depth > TemplateLimits.MaxNesting)
-                        throw new TemplateException($"line {seg.Line}: blocks nest more than {TemplateLimits.MaxNesting} levels deep");
+                    if (++_depth > TemplateLimits.MaxParseNesting)
+                        throw new TemplateException($"line {seg.Line}: blocks nest more than {TemplateLimits.MaxParseNesting} levels deep");
                     RuntimeHelpers.EnsureSufficientExecutionStack();
                     var node = ParseStatement(seg, tag);
                     node.Line = seg.Line;
@@ -247,7 +247,7 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
     // Every recursion of the expression grammar passes through here: deep nesting is an error, not a stack overflow.
     private void Enter()
     {
-        if (++_depth > TemplateLimits.MaxNesting) throw Error($"the expression nests more than {TemplateLimits.MaxNesting} levels deep");
+        if (++_depth > TemplateLimits.MaxParseNesting) throw Error($"the expression nests more than {TemplateLimits.MaxParseNesting} levels deep");
         RuntimeHelpers.EnsureSufficientExecutionStack();
     }
 

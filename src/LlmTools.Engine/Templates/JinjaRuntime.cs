@@ -218,7 +218,7 @@ internal static class Runtime
             if (c == '%') { sb.Append('%'); continue; }
             var v = i < values.Count ? values[i++] : throw new TemplateException("not enough arguments for format string");
             sb.Append(c switch { 'd' or 'i' => ((long)Py.ToDouble(v)).ToString(CultureInfo.InvariantCulture), 'r' => Py.Repr(v), _ => Py.Str(v) });
-            Sandbox.CheckString(sb.Length);
+            Sandbox.CheckLength(sb.Length);
         }
         return sb.ToString();
     }
@@ -333,9 +333,10 @@ internal static class Runtime
         foreach (var x in items)
         {
             total += x.Length + (list.Count > 0 ? separator.Length : 0);
-            Sandbox.CheckString(total);
+            Sandbox.CheckLength(total);
             list.Add(x);
         }
+        Sandbox.CheckString(total);
         return string.Join(separator, list);
     }
 
@@ -446,7 +447,7 @@ internal static class Runtime
             else v = kwargs.TryGetValue(head, out var kv) ? kv : throw new TemplateException($"'{head}'");
             if (path >= 0) v = FormatLookup(v, field[path..]);
             sb.Append(Py.Str(v));
-            Sandbox.CheckString(sb.Length);
+            Sandbox.CheckLength(sb.Length);
             i = end;
         }
         return sb.ToString();

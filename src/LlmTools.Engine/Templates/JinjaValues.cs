@@ -114,9 +114,10 @@ internal static class Py
                     {
                         if (sb.Length > 1) sb.Append(", ");
                         sb.Append(Repr(KeyValue(key), depth + 1)).Append(": ").Append(Repr(value, depth + 1));
-                        Sandbox.CheckString(sb.Length);
+                        Sandbox.CheckLength(sb.Length);
                     }
-                    return sb.Append('}').ToString();
+                    Sandbox.CheckString(sb.Length);
+                return sb.Append('}').ToString();
                 }
                 var list = (List<object?>)v;
                 sb.Append(v is PyTuple ? '(' : '[');
@@ -124,9 +125,10 @@ internal static class Py
                 {
                     if (sb.Length > 1) sb.Append(", ");
                     sb.Append(Repr(item, depth + 1));
-                    Sandbox.CheckString(sb.Length);
+                    Sandbox.CheckLength(sb.Length);
                 }
                 if (v is PyTuple && list.Count == 1) sb.Append(',');
+                Sandbox.CheckString(sb.Length);
                 return sb.Append(v is PyTuple ? ')' : ']').ToString();
             }
             case Namespace: return "<Namespace>";
@@ -221,6 +223,9 @@ internal static class Py
         OrderedDictionary<string, object?> => "dict",
         Namespace => "Namespace",
         GeneratorValue => "generator",
+        CallableValue => "function",
+        LoopInfo => "LoopContext",
+        MarkupValue => "Markup",
         _ => v.GetType().Name,
     };
 
@@ -390,11 +395,12 @@ internal static class Py
         keySep ??= ": ";
         var path = new HashSet<object>(ReferenceEqualityComparer.Instance); // containers being written: json.dumps' check_circular
         Write(v, 0);
+        Sandbox.CheckString(sb.Length);
         return sb.ToString();
 
         void Write(object? x, int level)
         {
-            Sandbox.CheckString(sb.Length);
+            Sandbox.CheckLength(sb.Length);
             if (x is List<object?> or OrderedDictionary<string, object?>)
             {
                 if (!path.Add(x)) throw new TemplateException("Circular reference detected");
