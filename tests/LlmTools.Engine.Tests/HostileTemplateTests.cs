@@ -70,6 +70,9 @@ public class HostileTemplateTests(ITestOutputHelper output)
         ["calling a loop that is not recursive"] = ("{% for x in [1] %}{{ loop([1]) }}{% endfor %}", "recursive"),
         ["range of a float"] = ("{{ range(1.5) }}", "cannot be interpreted as an integer"),
         ["iterating over a huge string"] = ("{% for c in 'x' * 2000000 %}{% endfor %}", "list of"),
+        ["membership tests over a big list in a big loop"] = ("{% set big = range(100000) | list %}{% for i in range(100000) %}{% if -1 in big %}{% endif %}{% endfor %}", "more work than"),
+        ["unique of a big list"] = ("{{ range(100000) | unique | list | length }}", "more work than"),
+        ["string methods over a big string in a big loop"] = ("{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{{ s.find('y') }}{% endfor %}", "more work than"),
         ["raise_exception"] = ("{{ raise_exception('no') }}", "no"),
     };
 

@@ -80,7 +80,7 @@ internal sealed class RenderContext(Scope root, DateTime now, CancellationToken 
     {
         if ((long)output.Length + text.Length > TemplateLimits.MaxStringLength)
             throw new TemplateException($"the template writes more than the sandbox allows ({TemplateLimits.MaxStringLength} chars)");
-        Charge(text.Length / 64);
+        Charge(text.Length / 16);
         output.Append(text);
     }
 }

@@ -165,6 +165,7 @@ internal static class Filters
                 foreach (var x in AsList(v))
                 {
                     var key = SortKey(attribute is null ? x : Runtime.GetItem(x, attribute), caseSensitive);
+                    Runtime.Scan(seen.Count); // quadratic: charged as it goes
                     if (seen.Any(s => Py.Equal(s, key))) continue;
                     seen.Add(key);
                     result.Add(x);

@@ -23,7 +23,9 @@ internal static class Runtime
                 if (DictMethod(d, name) is { } dm) return dm;
                 if (d.TryGetValue(Py.DictKey(name), out var v)) return v;
                 return name.StartsWith('_') ? Undefined.Unsafe(target, name) : new Undefined(name);
-            case string s: return (object?)StringMethod(s, name) ?? new Undefined(name);
+            case string s:
+                ScanChars(s.Length); // every string method reads the string
+                return (object?)StringMethod(s, name) ?? new Undefined(name);
             case List<object?> l: return (object?)ListMethod(l, name) ?? new Undefined(name);
             default: return new Undefined(name);
         }
@@ -92,6 +94,7 @@ internal static class Runtime
         var items = (List<object?>)target!;
         var result = new List<object?>();
         for (long i = a; st > 0 ? i < b : i > b; i += st) result.Add(items[(int)i]);
+        Sandbox.CheckList(result.Count);
         return target is PyTuple ? new PyTuple(result) : result;
 
         static long Clamp(long v, long n, long lo, long hi)
@@ -236,7 +239,20 @@ internal static class Runtime
         _ => throw new TemplateException($"unknown comparison {op}"),
     };
 
-    public static bool Contains(object? container, object? item) => Py.Plain(container) switch
+    /// <summary>Charges the work of a scan over n items (a lookup in a loop over a big list is quadratic): one step per 2 items.</summary>
+    public static void Scan(long n) => RenderContext.Current?.Charge(n / 2);
+
+    /// <summary>Charges the work of reading n chars: one step per 16.</summary>
+    public static void ScanChars(long n) => RenderContext.Current?.Charge(n / 16);
+
+    public static bool Contains(object? container, object? item)
+    {
+        if (Py.Plain(container) is string cs) ScanChars(cs.Length);
+        else if (Py.Plain(container) is List<object?> cl) Scan(cl.Count);
+        return ContainsCore(container, item);
+    }
+
+    private static bool ContainsCore(object? container, object? item) => Py.Plain(container) switch
     {
         string s => Py.Plain(item) is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new TemplateException($"'in <string>' requires string as left operand, not {Py.TypeName(item)}"),
         List<object?> l => l.Any(x => Py.Equal(x, item)),
@@ -273,10 +289,11 @@ internal static class Runtime
     {
         "index" => Method(name, (a, _) =>
         {
+            Scan(l.Count);
             int i = l.FindIndex(x => Py.Equal(x, a.FirstOrDefault()));
             return i >= 0 ? (long)i : throw new TemplateException($"{Py.Repr(a.FirstOrDefault())} is not in list");
         }),
-        "count" => Method(name, (a, _) => (long)l.Count(x => Py.Equal(x, a.FirstOrDefault()))),
+        "count" => Method(name, (a, _) => { Scan(l.Count); return (long)l.Count(x => Py.Equal(x, a.FirstOrDefault())); }),
         "copy" => Method(name, (_, _) => l.ToList()),
         _ when MutatingListMethods.Contains(name) => Unsafe("list", name),
         _ => null,

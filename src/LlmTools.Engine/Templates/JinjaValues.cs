@@ -243,6 +243,7 @@ internal static class Py
         if (a is List<object?> la && b is List<object?> lb)
         {
             Sandbox.EnterValue(depth);
+            Runtime.Scan(la.Count);
             return la.Count == lb.Count && la.Zip(lb).All(p => Equal(p.First, p.Second, depth + 1));
         }
         if (a is OrderedDictionary<string, object?> da && b is OrderedDictionary<string, object?> db)

@@ -36,8 +36,9 @@ public static class TemplateLimits
     public const int MaxListLength = 1_000_000;
 
     /// <summary>
-    /// Work units of one render: one per block, expression and loop iteration, plus one per 64 chars or 16 items of
-    /// every string or list built. The heaviest real template takes about 200 per message (31,000 for 151 messages),
+    /// Work units of one render: one per block, expression and loop iteration, plus one per 16 chars or 16 items of
+    /// every string or list built and one per 2 items a lookup scans. This also bounds what a template can allocate
+    /// (160 Mi chars in all). The heaviest real template takes about 200 per message (31,000 for 151 messages),
     /// so 10 million allows conversations of tens of thousands of messages, and is about a second of work: a hostile
     /// template ends quickly with an error instead of running for hours.
     /// </summary>
@@ -62,7 +63,7 @@ internal static class Sandbox
     public static void CheckString(long length)
     {
         CheckLength(length);
-        RenderContext.Current?.Charge(length / 64);
+        RenderContext.Current?.Charge(length / 16);
     }
 
     /// <summary>Refuses a string beyond the limit (a builder's length as it grows; charge the result once).</summary>
