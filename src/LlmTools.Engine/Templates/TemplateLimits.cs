@@ -38,9 +38,10 @@ public static class TemplateLimits
     /// <summary>
     /// Work units of one render: one per block, expression and loop iteration, plus one per 16 chars or 16 items of
     /// every string or list built and one per 2 items a lookup scans. This also bounds what a template can allocate
-    /// (160 Mi chars in all). The heaviest real template takes about 200 per message (31,000 for 151 messages),
-    /// so 10 million allows conversations of tens of thousands of messages, and is about a second of work: a hostile
-    /// template ends quickly with an error instead of running for hours.
+    /// (160 Mi chars in all). The heaviest real template takes about 650 per message (96,000 for 151 messages), so
+    /// 10 million allows conversations of over ten thousand messages, and is a second or two of work: a hostile
+    /// template ends quickly with an error instead of running for hours. (A step count, not a clock: the same
+    /// template fails or renders the same way on every machine.)
     /// </summary>
     public const long MaxSteps = 10_000_000;
 }
