@@ -187,3 +187,62 @@ Describe 'Start-LlmChat at a terminal' {
         }
     }
 }
+
+Describe 'Hostile message objects and templates' {
+    It 'refuses a message hashtable that contains itself, and pwsh lives on' {
+        $h = @{ role = 'user'; content = 'hi' }
+        $h.self = $h
+        { $h | ConvertTo-LlmPrompt -Template '{{ messages }}' } |
+            Should -Throw -ErrorId 'ChatMessageInvalid,LlmTools.Commands.ConvertToLlmPromptCommand' -ExpectedMessage '*contains itself*'
+        $t = @{ type = 'function' }
+        $t.again = @($t)
+        { ConvertTo-LlmPrompt -Message 'hi' -Template '{{ tools }}' -Tools $t } |
+            Should -Throw -ErrorId 'ChatMessageInvalid,LlmTools.Commands.ConvertToLlmPromptCommand' -ExpectedMessage '*contains itself*'
+    }
+
+    It 'refuses a message nested deeper than any real one' {
+        $deep = 'x'
+        1..1000 | ForEach-Object { $deep = @{ inner = $deep } }
+        { @{ role = 'user'; content = 'hi'; extra = $deep } | ConvertTo-LlmPrompt -Template '{{ messages }}' } |
+            Should -Throw -ErrorId 'ChatMessageInvalid,LlmTools.Commands.ConvertToLlmPromptCommand' -ExpectedMessage '*levels deep*'
+    }
+
+    It 'refuses unknown roles and objects that are no message (<_>)' -ForEach @('role', 'object', 'number') {
+        $message = switch ($_) {
+            'role' { @{ role = 'usr'; content = 'hi' } }
+            'object' { Get-Item $PSScriptRoot }
+            'number' { 42 }
+        }
+        { ConvertTo-LlmPrompt -Message $message -Template '{{ messages }}' } |
+            Should -Throw -ErrorId 'ChatMessageInvalid,LlmTools.Commands.ConvertToLlmPromptCommand'
+    }
+
+    It 'takes content parts as transformers does' {
+        $parts = @{ role = 'user'; content = @(@{ type = 'text'; text = 'hi' }, @{ type = 'text'; text = 'there' }) }
+        $parts | ConvertTo-LlmPrompt -Template '{% for p in messages[0].content %}[{{ p.text }}]{% endfor %}' | Should -BeExactly '[hi][there]'
+        $session = New-LlmChatSession -Model $ChatModel -History $parts, @{ role = 'assistant'; content = 'ok' } -Temperature 0 -MaxTokens 4
+        try {
+            $session.Messages[0].Content | Should -BeExactly "hi`nthere"
+        } finally {
+            $session.Dispose()
+        }
+        { New-LlmChatSession -Model $ChatModel -History @{ role = 'user'; content = @(@{ type = 'image'; url = 'x.png' }) } } |
+            Should -Throw -ErrorId 'ChatMessageInvalid,LlmTools.Commands.NewLlmChatSessionCommand' -ExpectedMessage "*'image'*"
+    }
+
+    It 'ends a hostile template with ChatTemplateError naming the line (<_>)' -ForEach @(
+        "{% macro f() %}{{ f() }}{% endmacro %}`n{{ f() }}",
+        "{% for i in range(1000000000) %}`n{% endfor %}",
+        "x`n{{ 'a' * 3000000000 }}",
+        "x`n{{ '{x'.format() }}",
+        "x`n{{ ''.__class__.__mro__ }}") {
+        { ConvertTo-LlmPrompt -Message 'hi' -Template $_ } |
+            Should -Throw -ErrorId 'ChatTemplateError,LlmTools.Commands.ConvertToLlmPromptCommand' -ExpectedMessage '*template line *'
+    }
+
+    It 'refuses an expression nested 20,000 deep when reading the template' {
+        $template = '{{ ' + ('(' * 20000) + '1' + (')' * 20000) + ' }}'
+        { ConvertTo-LlmPrompt -Message 'hi' -Template $template } |
+            Should -Throw -ErrorId 'ChatTemplateInvalid,LlmTools.Commands.ConvertToLlmPromptCommand'
+    }
+}

@@ -21,18 +21,95 @@ public sealed class ChatTemplate
     public string Source { get; }
 
     /// <summary>Parses a template. Throws <see cref="TemplateException"/> for a syntax error or an unknown filter or test.</summary>
-    public static ChatTemplate Parse(string source) => new(source, JinjaParser.Parse(source));
+    public static ChatTemplate Parse(string source)
+    {
+        try
+        {
+            return new(source, JinjaParser.Parse(source));
+        }
+        catch (TemplateException)
+        {
+            throw;
+        }
+        catch (InsufficientExecutionStackException e)
+        {
+            throw new TemplateException("the template nests too deeply for the stack", e);
+        }
+        catch (Exception e)
+        {
+            // a malformed literal (\x escape, an int beyond 64 bits...): still only a template error
+            throw new TemplateException($"the template cannot be read: {e.Message}", e);
+        }
+    }
 
     /// <summary>
     /// Renders a conversation. Messages are dictionaries (role, content, ...) or anything <see cref="Py.FromClr"/>
     /// converts; <paramref name="variables"/> adds bos_token, eos_token and any other template variable.
+    /// The template runs in a sandbox (<see cref="TemplateLimits"/>): every failure, a limit reached or anything
+    /// unexpected, is a <see cref="TemplateException"/> with the line; cancellation is an OperationCanceledException.
     /// </summary>
     public string Render(IEnumerable<object?> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? variables = null,
-        object? tools = null, object? documents = null, DateTime? now = null)
+        object? tools = null, object? documents = null, DateTime? now = null, CancellationToken cancellationToken = default)
     {
-        var root = new Scope(null);
-        var clock = now ?? DateTime.Now;
-        var ctx = new RenderContext(root, clock);
+        var ctx = new RenderContext(new Scope(null), now ?? DateTime.Now, cancellationToken);
+        return RenderWith(ctx, messages, addGenerationPrompt, variables, tools, documents);
+    }
+
+    /// <summary>Renders and tells how much of the sandbox's limits it used (tests compare real templates with the limits).</summary>
+    internal (string Text, long Steps, int Nesting) RenderMeasured(IEnumerable<object?> messages, bool addGenerationPrompt,
+        IReadOnlyDictionary<string, object?>? variables, object? tools, DateTime now)
+    {
+        var ctx = new RenderContext(new Scope(null), now);
+        var text = RenderWith(ctx, messages, addGenerationPrompt, variables, tools, null);
+        return (text, ctx.Steps, ctx.Deepest);
+    }
+
+    private string RenderWith(RenderContext ctx, IEnumerable<object?> messages, bool addGenerationPrompt,
+        IReadOnlyDictionary<string, object?>? variables, object? tools, object? documents)
+    {
+        var root = ctx.Root;
+        using var active = ctx.Activate();
+        try
+        {
+            return RenderIn(ctx, root, messages, addGenerationPrompt, variables, tools, documents);
+        }
+        catch (TemplateException e)
+        {
+            e.Line ??= ctx.Line;
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            throw;
+        }
+        catch (BreakSignal)
+        {
+            throw new TemplateException("'break' or 'continue' outside a loop") { Line = ctx.Line };
+        }
+        catch (ContinueSignal)
+        {
+            throw new TemplateException("'break' or 'continue' outside a loop") { Line = ctx.Line };
+        }
+        catch (InsufficientExecutionStackException e)
+        {
+            throw new TemplateException(Sandbox.TooDeep().Message, e) { Line = ctx.Line };
+        }
+        catch (Exception e)
+        {
+            // LINQ and List.Sort wrap what a comparer throws: the template's own error is the one to report
+            for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+            {
+                if (inner is TemplateException te) { te.Line ??= ctx.Line; throw te; }
+                if (inner is OperationCanceledException oce) throw oce;
+            }
+            throw new TemplateException($"the template failed unexpectedly ({e.GetType().Name}: {e.Message})", e) { Line = ctx.Line };
+        }
+    }
+
+    private string RenderIn(RenderContext ctx, Scope root, IEnumerable<object?> messages, bool addGenerationPrompt,
+        IReadOnlyDictionary<string, object?>? variables, object? tools, object? documents)
+    {
+        var clock = ctx.Now;
         root.Set("raise_exception", new CallableValue("raise_exception", (a, _) => throw new TemplateException(Py.Str(a.FirstOrDefault()))));
         root.Set("strftime_now", new CallableValue("strftime_now", (a, _) => Strftime(clock, Py.Str(a.FirstOrDefault()))));
         root.Set("namespace", new CallableValue("namespace", (a, k) =>
@@ -44,12 +121,21 @@ public sealed class ChatTemplate
         }));
         root.Set("range", new CallableValue("range", (a, _) =>
         {
+            if (a.Count is 0 or > 3) throw new TemplateException($"range expected 1 to 3 arguments, got {a.Count}");
+            long Int(object? v) => Py.Plain(v) is long or bool ? (long)Py.ToDouble(v)
+                : throw new TemplateException($"'{Py.TypeName(v)}' object cannot be interpreted as an integer");
             long start = 0, stop, step = 1;
-            if (a.Count == 1) stop = (long)Py.ToDouble(a[0]);
-            else { start = (long)Py.ToDouble(a[0]); stop = (long)Py.ToDouble(a[1]); if (a.Count > 2) step = (long)Py.ToDouble(a[2]); }
+            if (a.Count == 1) stop = Int(a[0]);
+            else { start = Int(a[0]); stop = Int(a[1]); if (a.Count > 2) step = Int(a[2]); }
             if (step == 0) throw new TemplateException("range() arg 3 must not be zero");
-            var r = new List<object?>();
-            for (long i = start; step > 0 ? i < stop : i > stop; i += step) r.Add(i);
+            // jinja2's sandbox: MAX_RANGE items at most (the length computed without overflow)
+            var span = step > 0 ? (Int128)stop - start : (Int128)start - stop;
+            var length = span <= 0 ? 0 : (span - 1) / (step > 0 ? step : -(Int128)step) + 1;
+            if (length > TemplateLimits.MaxRange)
+                throw new TemplateException($"Range too big. The sandbox blocks ranges larger than MAX_RANGE ({TemplateLimits.MaxRange}).");
+            var r = new List<object?>((int)length);
+            for (long i = 0, v = start; i < (long)length; i++, v += step) r.Add(v);
+            RenderContext.Current?.Charge(r.Count / 16);
             return r;
         }));
         root.Set("dict", new CallableValue("dict", (a, k) =>
@@ -62,19 +148,13 @@ public sealed class ChatTemplate
         }));
         if (variables is not null)
             foreach (var (k, v) in variables) root.Set(k, Py.FromClr(v));
+        messages ??= [];
         root.Set("messages", messages.Select(m => Py.FromClr(m) is OrderedDictionary<string, object?> d ? DropNullContent(d) : Py.FromClr(m)).ToList());
         root.Set("add_generation_prompt", addGenerationPrompt);
         root.Set("tools", Py.FromClr(tools));
         root.Set("documents", Py.FromClr(documents));
         var sb = new StringBuilder();
-        try
-        {
-            Node.RenderAll(_nodes, ctx, root, sb);
-        }
-        catch (BreakSignal)
-        {
-            throw new TemplateException("'break' outside a loop");
-        }
+        Node.RenderAll(_nodes, ctx, root, sb);
         return sb.ToString();
     }
 

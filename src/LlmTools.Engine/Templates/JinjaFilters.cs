@@ -17,9 +17,7 @@ internal static class Filters
     private static object? Arg(List<object?> a, Dictionary<string, object?> k, int i, string name, object? dflt = null) =>
         i < a.Count ? a[i] : k.TryGetValue(name, out var v) ? v : dflt;
 
-    private static List<object?> AsList(object? v) => v is OrderedDictionary<string, object?> d
-        ? d.Keys.Cast<object?>().ToList()
-        : Py.Iterate(v).ToList();
+    private static List<object?> AsList(object? v) => Sandbox.ToList(Py.Iterate(v));
 
     public static object? Apply(RenderContext ctx, string name, object? v, List<object?> a, Dictionary<string, object?> k)
     {
@@ -59,13 +57,13 @@ internal static class Filters
             case "items":
                 if (v is Undefined) return new List<object?>();
                 if (v is not OrderedDictionary<string, object?> map) throw new TemplateException($"items filter needs a mapping, not {Py.TypeName(v)}");
-                return map.Select(kv => (object?)new PyTuple { kv.Key, kv.Value }).ToList();
+                return map.Select(kv => (object?)new PyTuple { Py.KeyValue(kv.Key), kv.Value }).ToList();
             case "join":
             {
                 if (v is Undefined) return "";
                 var attribute = Arg(a, k, 1, "attribute");
                 var items = AsList(v).Select(x => attribute is null ? x : Runtime.GetItem(x, attribute));
-                return string.Join(Py.Str(Arg(a, k, 0, "d", "")), items.Select(Py.Str));
+                return Runtime.Join(Py.Str(Arg(a, k, 0, "d", "")), items.Select(Py.Str));
             }
             case "first": { var l = v is Undefined ? [] : AsList(v); return l.Count > 0 ? l[0] : new Undefined("first"); }
             case "last": { var l = v is Undefined ? [] : AsList(v); return l.Count > 0 ? l[^1] : new Undefined("last"); }
@@ -120,13 +118,14 @@ internal static class Filters
             case "indent":
             {
                 var width = Arg(a, k, 0, "width", 4L);
-                string pad = width is string ws ? ws : new string(' ', (int)Py.ToDouble(width));
+                string pad = width is string ws ? ws : new string(' ', Math.Max(0, Sandbox.Size(width, "indent width")));
                 bool first = Py.Truthy(Arg(a, k, 1, "first", false)), blank = Py.Truthy(Arg(a, k, 2, "blank", false));
                 var s = Py.Str(v);
                 var lines = s.Split('\n');
                 var sb = new StringBuilder();
                 for (int i = 0; i < lines.Length; i++)
                 {
+                    Sandbox.CheckLength((long)sb.Length + pad.Length);
                     if (i > 0) sb.Append('\n');
                     bool indentThis = i == 0 ? first : blank || lines[i].Trim().Length > 0;
                     if (indentThis && (i > 0 || lines[i].Length > 0 || blank || first)) sb.Append(pad);
@@ -140,8 +139,8 @@ internal static class Filters
                 bool caseSensitive = Py.Truthy(Arg(a, k, 0, "case_sensitive", false));
                 bool byValue = Py.Str(Arg(a, k, 1, "by", "key")) == "value";
                 bool reverse = Py.Truthy(Arg(a, k, 2, "reverse", false));
-                var pairs = d.Select(kv => (kv.Key, kv.Value)).ToList();
-                object? Key((string Key, object? Value) p) => SortKey(byValue ? p.Value : p.Key, caseSensitive);
+                var pairs = d.Select(kv => (Key: Py.KeyValue(kv.Key), kv.Value)).ToList();
+                object? Key((object? Key, object? Value) p) => SortKey(byValue ? p.Value : p.Key, caseSensitive);
                 pairs.Sort((x, y) => Py.Compare(Key(x), Key(y)));
                 if (reverse) pairs.Reverse();
                 return pairs.Select(p => (object?)new PyTuple { p.Key, p.Value }).ToList();
@@ -166,6 +165,7 @@ internal static class Filters
                 foreach (var x in AsList(v))
                 {
                     var key = SortKey(attribute is null ? x : Runtime.GetItem(x, attribute), caseSensitive);
+                    Runtime.Scan(seen.Count); // quadratic: charged as it goes
                     if (seen.Any(s => Py.Equal(s, key))) continue;
                     seen.Add(key);
                     result.Add(x);
@@ -240,7 +240,7 @@ internal static class Filters
             case "center":
             {
                 var s = Py.Str(v);
-                int width = (int)Py.ToDouble(Arg(a, k, 0, "width", 80L));
+                int width = Sandbox.Size(Arg(a, k, 0, "width", 80L), "center width");
                 if (s.Length >= width) return s;
                 int left = (width - s.Length) / 2;
                 return new string(' ', left) + s + new string(' ', width - s.Length - left);
@@ -249,13 +249,16 @@ internal static class Filters
             case "truncate":
             {
                 var s = Py.Str(v);
-                int length = (int)Py.ToDouble(Arg(a, k, 0, "length", 255L));
-                return s.Length <= length + 5 ? s : s[..(length - 3)] + "...";
+                long length = (long)Py.ToDouble(Arg(a, k, 0, "length", 255L));
+                if (length < 3) throw new TemplateException("expected length >= 3");
+                return s.Length <= length + 5 ? s : s[..(int)(length - 3)] + "...";
             }
             case "batch":
             {
-                int size = (int)Py.ToDouble(Arg(a, k, 0, "linecount"));
-                return AsList(v).Chunk(size).Select(c => (object?)c.ToList()).ToList();
+                long size = (long)Py.ToDouble(Arg(a, k, 0, "linecount"));
+                if (size <= 0) throw new TemplateException("batch needs a positive line count");
+                size = Math.Min(size, TemplateLimits.MaxListLength);
+                return AsList(v).Chunk((int)size).Select(c => (object?)c.ToList()).ToList();
             }
             default: throw new TemplateException($"No filter named '{name}'.");
         }

@@ -4,7 +4,14 @@ using System.Text;
 namespace LlmTools.Templates;
 
 /// <summary>A template error: raised by the template (raise_exception), or a syntax or runtime error in it.</summary>
-public sealed class TemplateException(string message) : Exception(message);
+public sealed class TemplateException : Exception
+{
+    public TemplateException(string message) : base(message) { }
+    public TemplateException(string message, Exception? inner) : base(message, inner) { }
+
+    /// <summary>The template line being rendered when the error happened (parse errors name theirs in the message).</summary>
+    public int? Line { get; internal set; }
+}
 
 internal enum SegmentKind { Text, Expression, Statement }
 

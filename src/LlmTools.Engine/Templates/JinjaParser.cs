@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LlmTools.Templates;
 
 /// <summary>Parses jinja2 templates (the subset real chat templates use) into a tree the renderer walks.</summary>
@@ -5,6 +7,7 @@ internal sealed class JinjaParser
 {
     private readonly List<Segment> _segments;
     private int _index;
+    private int _depth; // blocks open: bounded, so a template of 20,000 nested ifs is an error, not a stack overflow
 
     private JinjaParser(List<Segment> segments) => _segments = segments;
 
@@ -25,12 +28,12 @@ internal sealed class JinjaParser
             switch (seg.Kind)
             {
                 case SegmentKind.Text:
-                    nodes.Add(new TextNode(seg.Text));
+                    nodes.Add(new TextNode(seg.Text) { Line = seg.Line });
                     break;
                 case SegmentKind.Expression:
                 {
                     var p = new ExpressionParser(seg);
-                    nodes.Add(new OutputNode(p.ParseTuple()));
+                    nodes.Add(new OutputNode(p.ParseTuple()) { Line = seg.Line });
                     p.ExpectEnd();
                     break;
                 }
@@ -43,7 +46,13 @@ internal sealed class JinjaParser
                         _index--; // the caller reads the end tag itself
                         return (nodes, tag);
                     }
-                    nodes.Add(ParseStatement(seg, tag));
+                    if (++_depth > TemplateLimits.MaxParseNesting)
+                        throw new TemplateException($"line {seg.Line}: blocks nest more than {TemplateLimits.MaxParseNesting} levels deep");
+                    RuntimeHelpers.EnsureSufficientExecutionStack();
+                    var node = ParseStatement(seg, tag);
+                    node.Line = seg.Line;
+                    nodes.Add(node);
+                    _depth--;
                     break;
                 }
             }
@@ -94,7 +103,7 @@ internal sealed class JinjaParser
                 var iterable = p.ParseExpression(allowConditional: false);
                 Expr? filter = null;
                 if (p.Accept("if")) filter = p.ParseExpression(allowConditional: false);
-                p.Accept("recursive");
+                bool recursive = p.Accept("recursive");
                 p.ExpectEnd();
                 var (body, end) = ParseBody(["else", "endfor"]);
                 Next();
@@ -104,7 +113,7 @@ internal sealed class JinjaParser
                     (otherwise, _) = ParseBody(["endfor"]);
                     Next();
                 }
-                return new ForNode(targets, iterable, filter, body, otherwise);
+                return new ForNode(targets, iterable, filter, body, otherwise, recursive);
             }
             case "set":
             {
@@ -135,19 +144,23 @@ internal sealed class JinjaParser
             {
                 var name = p.ExpectIdentifier();
                 p.ExpectOperator("(");
-                var parameters = new List<(string, Expr?)>();
-                while (!p.Accept(")"))
-                {
-                    var pn = p.ExpectIdentifier();
-                    Expr? dflt = p.Accept("=") ? p.ParseExpression() : null;
-                    parameters.Add((pn, dflt));
-                    if (!p.Accept(",")) { p.ExpectOperator(")"); break; }
-                }
+                var parameters = p.ParseParameters();
                 p.ExpectEnd();
                 var (body, _) = ParseBody(["endmacro"]);
                 Next();
                 return new MacroNode(name, parameters, body);
             }
+            case "call":
+            {
+                var parameters = p.Accept("(") ? p.ParseParameters() : [];
+                if (p.ParseExpression() is not CallExpr call) throw new TemplateException($"line {seg.Line}: expected a macro call after 'call'");
+                p.ExpectEnd();
+                var (body, _) = ParseBody(["endcall"]);
+                Next();
+                return new CallBlockNode(parameters, call, body);
+            }
+            case "include" or "import" or "from" or "extends":
+                return new LoaderNode();
             case "filter":
             {
                 var filters = p.ParseFilterChain(leadingPipe: false);
@@ -215,6 +228,29 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
         if (Peek().Kind != TokenKind.End) throw Error($"expected end of tag, got {Peek()}");
     }
 
+    /// <summary>A macro's or caller's parameters after the '(': names with optional defaults, up to ')'.</summary>
+    public List<(string Name, Expr? Default)> ParseParameters()
+    {
+        var parameters = new List<(string, Expr?)>();
+        while (!Accept(")"))
+        {
+            var pn = ExpectIdentifier();
+            Expr? dflt = Accept("=") ? ParseExpression() : null;
+            parameters.Add((pn, dflt));
+            if (!Accept(",")) { ExpectOperator(")"); break; }
+        }
+        return parameters;
+    }
+
+    private int _depth;
+
+    // Every recursion of the expression grammar passes through here: deep nesting is an error, not a stack overflow.
+    private void Enter()
+    {
+        if (++_depth > TemplateLimits.MaxParseNesting) throw Error($"the expression nests more than {TemplateLimits.MaxParseNesting} levels deep");
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+    }
+
     public List<string> ParseTargets()
     {
         bool paren = Accept("(");
@@ -240,14 +276,16 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
 
     public Expr ParseExpression(bool allowConditional = true)
     {
+        Enter();
         var e = ParseOr();
         if (allowConditional && Peek().Kind == TokenKind.Name && Peek().Text == "if")
         {
             _pos++;
             var condition = ParseOr();
             Expr? otherwise = Accept("else") ? ParseExpression() : null;
-            return new ConditionalExpr(condition, e, otherwise);
+            e = new ConditionalExpr(condition, e, otherwise);
         }
+        _depth--;
         return e;
     }
 
@@ -267,7 +305,14 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
 
     private Expr ParseNot()
     {
-        if (Peek().Kind == TokenKind.Name && Peek().Text == "not") { _pos++; return new NotExpr(ParseNot()); }
+        if (Peek().Kind == TokenKind.Name && Peek().Text == "not")
+        {
+            _pos++;
+            Enter();
+            var operand = ParseNot();
+            _depth--;
+            return new NotExpr(operand);
+        }
         return ParseCompare();
     }
 
@@ -331,7 +376,9 @@ internal sealed class ExpressionParser(Segment segment, int start = 0)
         {
             var op = Peek().Text;
             _pos++;
+            Enter();
             e = new UnaryExpr(op, ParseUnary(false));
+            _depth--;
         }
         else e = ParsePostfix(ParsePrimary());
         return withFilter ? ParseFilterExpr(e) : e;

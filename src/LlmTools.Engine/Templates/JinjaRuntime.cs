@@ -11,6 +11,9 @@ internal static class Runtime
 
     public static object? GetAttribute(object? target, string name)
     {
+        // jinja2's sandbox: no attribute starting with '_' (__class__, __globals__, __init__...) is reachable
+        if (name.StartsWith('_') && Py.Plain(target) is not (Undefined or Namespace or OrderedDictionary<string, object?>))
+            return Undefined.Unsafe(target, name);
         switch (Py.Plain(target))
         {
             case Undefined u: throw u.Error();
@@ -18,8 +21,11 @@ internal static class Runtime
             case Namespace ns: return ns.Values.TryGetValue(name, out var nv) ? nv : new Undefined(name);
             case OrderedDictionary<string, object?> d:
                 if (DictMethod(d, name) is { } dm) return dm;
-                return d.TryGetValue(name, out var v) ? v : new Undefined(name);
-            case string s: return (object?)StringMethod(s, name) ?? new Undefined(name);
+                if (d.TryGetValue(Py.DictKey(name), out var v)) return v;
+                return name.StartsWith('_') ? Undefined.Unsafe(target, name) : new Undefined(name);
+            case string s:
+                ScanChars(s.Length); // every string method reads the string
+                return (object?)StringMethod(s, name) ?? new Undefined(name);
             case List<object?> l: return (object?)ListMethod(l, name) ?? new Undefined(name);
             default: return new Undefined(name);
         }
@@ -32,8 +38,10 @@ internal static class Runtime
         switch (target)
         {
             case Undefined u: throw u.Error();
+            case OrderedDictionary<string, object?> d when key is not string && Py.TryDictKey(key, out var stored):
+                return d.TryGetValue(stored, out var iv) ? iv : new Undefined(Py.Str(key));
             case OrderedDictionary<string, object?> d when key is string k:
-                return d.TryGetValue(k, out var v) ? v : new Undefined(k);
+                return d.TryGetValue(Py.DictKey(k), out var v) ? v : k.StartsWith('_') ? Undefined.Unsafe(target, k) : new Undefined(k);
             case Namespace ns when key is string k:
                 return ns.Values.TryGetValue(k, out var nv) ? nv : new Undefined(k);
             case List<object?> l when key is long or bool:
@@ -55,15 +63,16 @@ internal static class Runtime
 
     public static object? Slice(object? target, object? start, object? stop, object? step)
     {
+        target = Py.Plain(target);
         long? S(object? v) => v is null or Undefined ? null : (long)Py.ToDouble(v);
-        List<object?> items = target switch
+        long n = target switch
         {
-            List<object?> l => l,
-            string s => s.Select(c => (object?)c.ToString()).ToList(),
+            List<object?> l => l.Count,
+            string s => s.Length,
             Undefined u => throw u.Error(),
             _ => throw new TemplateException($"'{Py.TypeName(target)}' object is not subscriptable"),
         };
-        long n = items.Count, st = S(step) ?? 1;
+        long st = S(step) ?? 1;
         if (st == 0) throw new TemplateException("slice step cannot be zero");
         long a, b;
         if (st > 0)
@@ -76,9 +85,17 @@ internal static class Runtime
             a = Clamp(S(start) ?? n - 1, n, -1, n - 1);
             b = S(stop) is { } e ? Clamp(e, n, -1, n - 1) : -1;
         }
+        if (target is string str)
+        {
+            var sb = new StringBuilder();
+            for (long i = a; st > 0 ? i < b : i > b; i += st) sb.Append(str[(int)i]);
+            return sb.ToString();
+        }
+        var items = (List<object?>)target!;
         var result = new List<object?>();
         for (long i = a; st > 0 ? i < b : i > b; i += st) result.Add(items[(int)i]);
-        return target is string ? string.Concat(result.Select(x => (string?)x)) : result;
+        Sandbox.CheckList(result.Count);
+        return target is PyTuple ? new PyTuple(result) : result;
 
         static long Clamp(long v, long n, long lo, long hi)
         {
@@ -97,14 +114,41 @@ internal static class Runtime
         if (b is Undefined ub && op != "~") throw ub.Error();
         switch (op)
         {
-            case "~": return Py.Str(a) + Py.Str(b);
+            case "~":
+            {
+                string x = Py.Str(a), y = Py.Str(b);
+                Sandbox.CheckString((long)x.Length + y.Length);
+                return x + y;
+            }
             case "+":
-                if (a is string sa && b is string sb) return sa + sb;
-                if (a is List<object?> la && b is List<object?> lb) return la.Concat(lb).ToList();
+                if (a is string sa && b is string sb)
+                {
+                    Sandbox.CheckString((long)sa.Length + sb.Length);
+                    return sa + sb;
+                }
+                if (a is List<object?> la && b is List<object?> lb)
+                {
+                    Sandbox.CheckList((long)la.Count + lb.Count);
+                    return la.Concat(lb).ToList();
+                }
                 return Arithmetic(op, a, b);
             case "*":
-                if (a is string rs && b is long rn) return string.Concat(Enumerable.Repeat(rs, (int)Math.Max(0, rn)));
-                if (a is List<object?> rl && b is long rln) return Enumerable.Repeat(rl, (int)Math.Max(0, rln)).SelectMany(x => x).ToList();
+                // Python repeats a sequence by an int on either side; the sandbox caps the result's size first
+                if (a is long or bool && b is string or List<object?>) (a, b) = (b, a);
+                if (a is string rs && b is long or bool)
+                {
+                    long n = Math.Max(0, (long)Py.ToDouble(b));
+                    Sandbox.CheckString(rs.Length == 0 ? 0 : n > TemplateLimits.MaxStringLength ? n : rs.Length * n);
+                    return rs.Length == 0 ? "" : new StringBuilder(rs.Length * (int)n).Insert(0, rs, (int)n).ToString();
+                }
+                if (a is List<object?> rl && b is long or bool)
+                {
+                    long n = Math.Max(0, (long)Py.ToDouble(b));
+                    Sandbox.CheckList(rl.Count == 0 ? 0 : n > TemplateLimits.MaxListLength ? n : rl.Count * n);
+                    var r = new List<object?>();
+                    for (long i = 0; i < n; i++) r.AddRange(rl);
+                    return r;
+                }
                 return Arithmetic(op, a, b);
             case "%" when a is string fmt: return PercentFormat(fmt, b);
             default: return Arithmetic(op, a, b);
@@ -121,14 +165,22 @@ internal static class Runtime
         if (integral)
         {
             long x = (long)Py.ToDouble(a), y = (long)Py.ToDouble(b);
-            switch (op)
+            // Python's ints have no limit; ours are 64-bit, and an overflow is an error rather than a wrong number
+            try
             {
-                case "+": return x + y;
-                case "-": return x - y;
-                case "*": return x * y;
-                case "//": if (y == 0) throw new TemplateException("integer division or modulo by zero"); return (long)Math.Floor((double)x / y);
-                case "%": if (y == 0) throw new TemplateException("integer division or modulo by zero"); return ((x % y) + y) % y;
-                case "**": return y >= 0 ? (object)(long)Math.Pow(x, y) : Math.Pow(x, y);
+                switch (op)
+                {
+                    case "+": return checked(x + y);
+                    case "-": return checked(x - y);
+                    case "*": return checked(x * y);
+                    case "//": if (y == 0) throw new TemplateException("integer division or modulo by zero"); return (long)Math.Floor((double)x / y);
+                    case "%": if (y == 0) throw new TemplateException("integer division or modulo by zero"); return y == -1 ? 0L : ((x % y) + y) % y;
+                    case "**": return y >= 0 ? (object)IntPower(x, y) : Math.Pow(x, y);
+                }
+            }
+            catch (OverflowException)
+            {
+                throw new TemplateException($"integer overflow: {x} {op} {y} does not fit in 64 bits");
             }
         }
         double p = Py.ToDouble(a), q = Py.ToDouble(b);
@@ -145,6 +197,18 @@ internal static class Runtime
         };
     }
 
+    private static long IntPower(long x, long y)
+    {
+        long result = 1;
+        while (y > 0)
+        {
+            if ((y & 1) != 0) result = checked(result * x);
+            y >>= 1;
+            if (y > 0) x = checked(x * x);
+        }
+        return result;
+    }
+
     private static string PercentFormat(string format, object? args)
     {
         var values = args is List<object?> l ? l : [args];
@@ -157,6 +221,7 @@ internal static class Runtime
             if (c == '%') { sb.Append('%'); continue; }
             var v = i < values.Count ? values[i++] : throw new TemplateException("not enough arguments for format string");
             sb.Append(c switch { 'd' or 'i' => ((long)Py.ToDouble(v)).ToString(CultureInfo.InvariantCulture), 'r' => Py.Repr(v), _ => Py.Str(v) });
+            Sandbox.CheckLength(sb.Length);
         }
         return sb.ToString();
     }
@@ -174,11 +239,24 @@ internal static class Runtime
         _ => throw new TemplateException($"unknown comparison {op}"),
     };
 
-    public static bool Contains(object? container, object? item) => Py.Plain(container) switch
+    /// <summary>Charges the work of a scan over n items (a lookup in a loop over a big list is quadratic): one step per 2 items.</summary>
+    public static void Scan(long n) => RenderContext.Current?.Charge(n / 2);
+
+    /// <summary>Charges the work of reading n chars: one step per 16.</summary>
+    public static void ScanChars(long n) => RenderContext.Current?.Charge(n / 16);
+
+    public static bool Contains(object? container, object? item)
+    {
+        if (Py.Plain(container) is string cs) ScanChars(cs.Length);
+        else if (Py.Plain(container) is List<object?> cl) Scan(cl.Count);
+        return ContainsCore(container, item);
+    }
+
+    private static bool ContainsCore(object? container, object? item) => Py.Plain(container) switch
     {
         string s => Py.Plain(item) is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new TemplateException($"'in <string>' requires string as left operand, not {Py.TypeName(item)}"),
         List<object?> l => l.Any(x => Py.Equal(x, item)),
-        OrderedDictionary<string, object?> d => item is string k && d.ContainsKey(k),
+        OrderedDictionary<string, object?> d => Py.TryDictKey(item, out var k) && d.ContainsKey(k),
         Namespace ns => item is string k && ns.Values.ContainsKey(k),
         Undefined => false,
         _ => throw new TemplateException($"argument of type '{Py.TypeName(container)}' is not iterable"),
@@ -197,10 +275,10 @@ internal static class Runtime
         "get" => Method(name, (a, k) =>
         {
             var key = Arg(a, k, 0, "key");
-            return key is string s && d.TryGetValue(s, out var v) ? v : Arg(a, k, 1, "default");
+            return Py.TryDictKey(key, out var s) && d.TryGetValue(s, out var v) ? v : Arg(a, k, 1, "default");
         }),
-        "items" => Method(name, (_, _) => d.Select(kv => (object?)new PyTuple { kv.Key, kv.Value }).ToList()),
-        "keys" => Method(name, (_, _) => d.Keys.Cast<object?>().ToList()),
+        "items" => Method(name, (_, _) => d.Select(kv => (object?)new PyTuple { Py.KeyValue(kv.Key), kv.Value }).ToList()),
+        "keys" => Method(name, (_, _) => d.Keys.Select(Py.KeyValue).ToList()),
         "values" => Method(name, (_, _) => d.Values.ToList()),
         "copy" => Method(name, (_, _) => new OrderedDictionary<string, object?>(d, StringComparer.Ordinal)),
         _ when MutatingDictMethods.Contains(name) => Unsafe("dict", name),
@@ -211,10 +289,11 @@ internal static class Runtime
     {
         "index" => Method(name, (a, _) =>
         {
+            Scan(l.Count);
             int i = l.FindIndex(x => Py.Equal(x, a.FirstOrDefault()));
             return i >= 0 ? (long)i : throw new TemplateException($"{Py.Repr(a.FirstOrDefault())} is not in list");
         }),
-        "count" => Method(name, (a, _) => (long)l.Count(x => Py.Equal(x, a.FirstOrDefault()))),
+        "count" => Method(name, (a, _) => { Scan(l.Count); return (long)l.Count(x => Py.Equal(x, a.FirstOrDefault())); }),
         "copy" => Method(name, (_, _) => l.ToList()),
         _ when MutatingListMethods.Contains(name) => Unsafe("list", name),
         _ => null,
@@ -246,7 +325,7 @@ internal static class Runtime
         "find" => Method(name, (a, k) => (long)s.IndexOf(Py.Str(Arg(a, k, 0, "sub")), StringComparison.Ordinal)),
         "rfind" => Method(name, (a, k) => (long)s.LastIndexOf(Py.Str(Arg(a, k, 0, "sub")), StringComparison.Ordinal)),
         "count" => Method(name, (a, k) => (long)CountOf(s, Py.Str(Arg(a, k, 0, "sub")))),
-        "join" => Method(name, (a, _) => string.Join(s, Py.Iterate(a.FirstOrDefault()).Select(Py.Str))),
+        "join" => Method(name, (a, _) => Join(s, Py.Iterate(a.FirstOrDefault()).Select(Py.Str))),
         "isdigit" => Method(name, (_, _) => s.Length > 0 && s.All(char.IsDigit)),
         "isalpha" => Method(name, (_, _) => s.Length > 0 && s.All(char.IsLetter)),
         "isspace" => Method(name, (_, _) => s.Length > 0 && s.All(char.IsWhiteSpace)),
@@ -262,6 +341,21 @@ internal static class Runtime
         List<object?> l => l.Select(Py.Str),
         _ => throw new TemplateException($"startswith first arg must be str or a tuple of str, not {Py.TypeName(v)}"),
     };
+
+    /// <summary>string.Join within the sandbox's string limit.</summary>
+    public static string Join(string separator, IEnumerable<string> items)
+    {
+        var list = new List<string>();
+        long total = 0;
+        foreach (var x in items)
+        {
+            total += x.Length + (list.Count > 0 ? separator.Length : 0);
+            Sandbox.CheckLength(total);
+            list.Add(x);
+        }
+        Sandbox.CheckString(total);
+        return string.Join(separator, list);
+    }
 
     public static string Title(string s)
     {
@@ -285,6 +379,12 @@ internal static class Runtime
 
     public static string Replace(string s, string old, string repl, long count)
     {
+        if (repl.Length > old.Length)
+        {
+            long n = CountOf(s, old);
+            if (count >= 0) n = Math.Min(n, count);
+            Sandbox.CheckString(s.Length + n * (repl.Length - old.Length));
+        }
         if (count < 0) return old.Length == 0 ? string.Join(repl, s.Select(c => c.ToString()).Prepend("").Append("")) : s.Replace(old, repl, StringComparison.Ordinal);
         var sb = new StringBuilder();
         int pos = 0;
@@ -335,6 +435,7 @@ internal static class Runtime
         return tail;
     }
 
+    /// <summary>str.format: fields by position, number or name, with .attribute and [key] lookups through the sandbox; format specs are ignored.</summary>
     private static string Format(string s, List<object?> args, Dictionary<string, object?> kwargs)
     {
         var sb = new StringBuilder();
@@ -343,15 +444,54 @@ internal static class Runtime
         {
             if (s[i] == '{' && i + 1 < s.Length && s[i + 1] == '{') { sb.Append('{'); i++; continue; }
             if (s[i] == '}' && i + 1 < s.Length && s[i + 1] == '}') { sb.Append('}'); i++; continue; }
+            if (s[i] == '}') throw new TemplateException("Single '}' encountered in format string");
             if (s[i] != '{') { sb.Append(s[i]); continue; }
             int end = s.IndexOf('}', i);
-            var field = s[(i + 1)..end].Split(':')[0];
-            object? v = field.Length == 0 ? args.ElementAtOrDefault(auto++)
-                : long.TryParse(field, out var idx) ? args.ElementAtOrDefault((int)idx)
-                : kwargs.GetValueOrDefault(field);
+            if (end < 0) throw new TemplateException("expected '}' before end of string");
+            var field = s[(i + 1)..end];
+            int cut = field.IndexOfAny([':', '!']);
+            if (cut >= 0) field = field[..cut];
+            int path = field.IndexOfAny(['.', '[']);
+            var head = path < 0 ? field : field[..path];
+            object? v;
+            if (head.Length == 0)
+            {
+                if (auto >= args.Count) throw new TemplateException("tuple index out of range");
+                v = args[auto++];
+            }
+            else if (long.TryParse(head, NumberStyles.None, CultureInfo.InvariantCulture, out var idx))
+                v = idx < args.Count ? args[(int)idx] : throw new TemplateException("tuple index out of range");
+            else v = kwargs.TryGetValue(head, out var kv) ? kv : throw new TemplateException($"'{head}'");
+            if (path >= 0) v = FormatLookup(v, field[path..]);
             sb.Append(Py.Str(v));
+            Sandbox.CheckLength(sb.Length);
             i = end;
         }
         return sb.ToString();
+    }
+
+    // "{0.name}" and "{0[key]}": attributes go through the sandbox, as jinja2's SandboxedFormatter does
+    private static object? FormatLookup(object? v, string path)
+    {
+        int i = 0;
+        while (i < path.Length)
+        {
+            if (path[i] == '.')
+            {
+                int j = path.IndexOfAny(['.', '['], i + 1);
+                var name = j < 0 ? path[(i + 1)..] : path[(i + 1)..j];
+                v = GetAttribute(v, name); // '_' names give the sandbox's unsafe undefined, as in jinja2
+                i = j < 0 ? path.Length : j;
+            }
+            else
+            {
+                int j = path.IndexOf(']', i);
+                if (j < 0) throw new TemplateException("Missing ']' in format string");
+                var key = path[(i + 1)..j];
+                v = GetItem(v, long.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : key);
+                i = j + 1;
+            }
+        }
+        return v;
     }
 }

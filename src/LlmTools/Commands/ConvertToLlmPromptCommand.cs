@@ -60,7 +60,14 @@ public sealed class ConvertToLlmPromptCommand : LlmCmdlet
 
     protected override void ProcessRecord()
     {
-        foreach (var m in Message) _messages.Add(ChatInput.ForTemplate(m));
+        try
+        {
+            foreach (var m in Message) _messages.Add(ChatInput.ForTemplate(m));
+        }
+        catch (LlmException e)
+        {
+            ThrowLlmError(e); // a malformed message: the module's error, not a raw exception
+        }
     }
 
     protected override void EndProcessing()
