@@ -14,6 +14,9 @@ public static class GgufValidator
     /// <summary>LLAMA_MAX_EXPERTS at that commit: more experts abort the process in GGML_ASSERT.</summary>
     public const int MaxExperts = 512;
 
+    /// <summary>ggml's TENSOR_ALIGNMENT: mapped tensor data must start on it.</summary>
+    public const int TensorAlignment = 32;
+
     // llama_rope_scaling_type names; any other string aborts in GGML_ASSERT (rope_scaling_type_train != UNSPECIFIED).
     private static readonly string[] RopeScalingTypes = ["none", "linear", "yarn", "longrope"];
 
@@ -47,6 +50,14 @@ public static class GgufValidator
                 throw GgufFile.Corrupt(file.Path, $"tensor '{t.Name}' appears twice");
             if (t.Offset % file.Alignment != 0)
                 throw GgufFile.Corrupt(file.Path, $"tensor '{t.Name}' is not aligned to {file.Alignment} bytes");
+            // Mapped from the file, tensor data must start on ggml's TENSOR_ALIGNMENT (32) or ggml-backend aborts;
+            // a general.alignment below 32 can leave it short.
+            if (((ulong)file.DataOffset + t.Offset) % TensorAlignment != 0)
+                throw GgufFile.Corrupt(file.Path, $"tensor '{t.Name}' data does not start on a {TensorAlignment}-byte boundary (general.alignment is {file.Alignment})");
+            // Integer, F64 and Q8_K tensors have no matrix kernels in ggml's CPU backend: a weight of such a type
+            // crashes the first decode (a null function pointer), where llama.cpp itself does not check.
+            if (t.Type is 15 or (>= 24 and <= 28))
+                throw GgufFile.Corrupt(file.Path, $"tensor '{t.Name}' is stored as {t.TypeName}, which llama.cpp cannot compute with");
             ulong elements;
             try { elements = t.ElementCount; }
             catch (OverflowException) { throw GgufFile.Corrupt(file.Path, $"tensor '{t.Name}' has more elements than can be counted"); }
@@ -115,6 +126,13 @@ public static class GgufValidator
         string model = file.Metadata.TryGetValue("tokenizer.ggml.model", out var m) ? m as string ?? "" : "";
         if (types is not null)
         {
+            // Only SentencePiece-style vocabularies have byte tokens: for the others llama.cpp's token_to_byte is
+            // GGML_ABORT, reached as soon as such a token is turned back into text.
+            bool bytesAllowed = model is "llama" or "t5" or "plamo2";
+            if (!bytesAllowed)
+                for (int i = 0; i < tokens.Length; i++)
+                    if (Convert.ToInt64(types.GetValue(i)) == 6)
+                        throw GgufFile.Corrupt(file.Path, $"vocabulary token {i} is marked as a byte, which a '{model}' vocabulary cannot have");
             // A BYTE token is read back as the hex digits of "<0xXX>": a shorter text makes substr throw (abort).
             for (int i = 0; i < tokens.Length; i++)
                 if (Convert.ToInt64(types.GetValue(i)) == 6 && !IsByteToken(CText(tokens[i])))
