@@ -12,12 +12,14 @@
     Package: builds, then writes out/LlmTools.<version>.nupkg, which PSResourceGet installs from a folder repository
            (Register-PSResourceRepository -Uri <folder>; Install-PSResource LlmTools). It holds this platform's native
            libraries only.
+    Fuzz:  mutates GGUF files (-Count, -Seed) and runs every mutant the validator accepts in real llama.cpp, in a
+           child process; prints mutants run, accepted, refused, crashes, hangs, raw exceptions; exit 1 on findings.
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Test
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Bench', 'Run', 'Package', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Bench', 'Run', 'Package', 'Fuzz', 'Clean')]
     [string] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -30,7 +32,10 @@ param(
     # Run: the message(s) to send to the chat model.
     [string[]] $Prompt = @('What is the capital of France? Answer in one sentence.'),
     # Run: new tokens per prompt.
-    [int] $MaxTokens = 64
+    [int] $MaxTokens = 64,
+    # Fuzz: how many GGUF mutants to try, and the seed that makes the run repeatable.
+    [int] $Count = 2000,
+    [int] $Seed = 1
 )
 
 $ErrorActionPreference = 'Stop'
@@ -149,11 +154,25 @@ function Invoke-Package {
     Write-Host ("Packaged {0} ({1:N1} MB)" -f $package, ((Get-Item $package).Length / 1MB))
 }
 
+function Invoke-Fuzz {
+    # Mutants of the tests' tiny models (and ../shared/models/stories260K.gguf when present): the validator either
+    # refuses each one, or real llama.cpp loads it and decodes in a child process. Exit 1 on any crash, hang or
+    # exception that is not the module's own.
+    $project = Join-Path $root 'tests/LlmTools.Fuzz'
+    Invoke-Dotnet build $project -c $Configuration -nologo -v q
+    $dll = Join-Path $project "bin/$Configuration/net10.0/$rid/LlmTools.Fuzz.dll"
+    $work = Join-Path $out 'fuzz'
+    if (Test-Path $work) { Remove-Item $work -Recurse -Force }
+    & dotnet $dll -count $Count -seed $Seed -out $work
+    if ($LASTEXITCODE -ne 0) { Write-Host "Findings are kept in $work/findings."; exit 1 }
+}
+
 switch ($Task) {
     'Build' { Invoke-Build }
     'Test' { Invoke-Test }
     'Bench' { Invoke-Bench }
     'Run' { Invoke-Run }
     'Package' { Invoke-Package }
+    'Fuzz' { Invoke-Fuzz }
     'Clean' { if (Test-Path $out) { Remove-Item $out -Recurse -Force } }
 }

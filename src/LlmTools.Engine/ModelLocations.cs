@@ -33,21 +33,71 @@ public static class ModelLocations
         return folders.Where(Directory.Exists).Select(Path.GetFullPath).Distinct().ToList();
     }
 
-    /// <summary>GGUF files under the folders, recursively; of a split model only its first part.</summary>
+    /// <summary>
+    /// GGUF files under the folders, recursively; of a split model only its first part. Symbolic links to folders
+    /// are followed, but every folder is visited once (by its resolved path), so a link loop lists each file once;
+    /// unreadable folders are skipped, never the whole listing.
+    /// </summary>
     public static IEnumerable<string> FindGgufFiles(IEnumerable<string> folders)
     {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, MatchCasing = MatchCasing.CaseInsensitive };
-        foreach (var folder in folders)
+        var seenFiles = new HashSet<string>(StringComparer.Ordinal);
+        var seenFolders = new HashSet<string>(StringComparer.Ordinal);
+        var options = new EnumerationOptions { RecurseSubdirectories = false, IgnoreInaccessible = true, MatchCasing = MatchCasing.CaseInsensitive };
+        foreach (var root in folders)
         {
-            IEnumerable<string> files;
-            try { files = Directory.EnumerateFiles(folder, "*.gguf", options).OrderBy(f => f, StringComparer.Ordinal).ToList(); }
-            catch (IOException) { continue; }
-            foreach (var f in files)
+            var pending = new Stack<string>();
+            pending.Push(root);
+            while (pending.Count > 0)
             {
-                if (IsLaterSplitPart(f)) continue;
-                if (seen.Add(Path.GetFullPath(f))) yield return f;
+                var folder = pending.Pop();
+                if (Resolve(folder) is not { } real || !seenFolders.Add(real)) continue;
+                List<string> files, subfolders;
+                try
+                {
+                    files = Directory.EnumerateFiles(folder, "*.gguf", options).OrderBy(f => f, StringComparer.Ordinal).ToList();
+                    subfolders = Directory.EnumerateDirectories(folder, "*", options).OrderByDescending(f => f, StringComparer.Ordinal).ToList();
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.SecurityException)
+                {
+                    continue;
+                }
+                foreach (var f in files)
+                {
+                    if (IsLaterSplitPart(f)) continue;
+                    // A file reached twice through links is listed once (under the first path found).
+                    if (seenFiles.Add(Resolve(f) ?? Path.GetFullPath(f))) yield return f;
+                }
+                foreach (var d in subfolders) pending.Push(d);
             }
+        }
+    }
+
+    /// <summary>The path with every symbolic link resolved, or null when it cannot be resolved (a dangling or looping link).</summary>
+    private static string? Resolve(string path)
+    {
+        try
+        {
+            var full = Path.GetFullPath(path);
+            var parts = full.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+            string current = Path.GetPathRoot(full) ?? "/";
+            // Resolve component by component: a link in any parent folder matters as much as one at the end.
+            foreach (var part in parts.Skip(OperatingSystem.IsWindows() ? 1 : 0))
+            {
+                var next = Path.Combine(current, part);
+                var info = new FileInfo(next);
+                if (info.LinkTarget is not null)
+                {
+                    var target = info.ResolveLinkTarget(returnFinalTarget: true);
+                    if (target is null) return null;
+                    next = target.FullName;
+                }
+                current = next;
+            }
+            return current;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return null; // too many levels of links, or unreadable
         }
     }
 

@@ -63,6 +63,16 @@ public sealed class FakeHub : IDisposable
     /// <summary>Milliseconds to wait after each 64 KiB the CDN sends.</summary>
     public int DelayPerChunkMs { get; set; }
 
+    /// <summary>The CDN sends this many bytes of the next download, then stalls (sends nothing, keeps the connection) until released or stopped.</summary>
+    public long? StallAfterBytes { get; set; }
+    /// <summary>Set to let a stalled download continue.</summary>
+    public ManualResetEventSlim ReleaseStall { get; } = new(false);
+    /// <summary>A server that is not a Hub: 404 without X-Error-Code to every request.</summary>
+    public bool NotAHub { get; set; }
+    /// <summary>Hostile answers: replaces the commit (X-Repo-Commit and the repository's sha) and the ETag.</summary>
+    public string? CommitOverride { get; set; }
+    public string? EtagOverride { get; set; }
+
     /// <summary>Adds a repository; returns its commit.</summary>
     public string AddRepo(string id, IDictionary<string, byte[]> files, bool gated = false, bool isPrivate = false, IEnumerable<string>? members = null)
     {
@@ -169,6 +179,11 @@ public sealed class FakeHub : IDisposable
     {
         var req = ctx.Request;
         var path = Uri.UnescapeDataString(req.Url!.AbsolutePath.TrimStart('/'));
+        if (NotAHub)
+        {
+            Error(ctx.Response, 404, null, "Not found");
+            return;
+        }
         if (path == "api/whoami-v2")
         {
             var auth = req.Headers["Authorization"];
@@ -216,7 +231,7 @@ public sealed class FakeHub : IDisposable
             }
             Json(ctx.Response, new
             {
-                _id = repo!.Commit[..24], id = repo.Id, sha = repo.Commit, gated = repo.Gated ? (object)"manual" : false, @private = repo.Private,
+                _id = repo!.Commit[..24], id = repo.Id, sha = CommitOverride ?? repo.Commit, gated = repo.Gated ? (object)"manual" : false, @private = repo.Private,
                 downloads = repo.Downloads, likes = 3, lastModified = "2026-11-01T12:00:00.000Z",
                 siblings = repo.Files.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => IsLfs(f.Key)
                     ? (object)new { rfilename = f.Key, size = f.Value.Length, blobId = GitSha1(f.Value), lfs = new { sha256 = Sha256(f.Value), size = f.Value.Length, pointerSize = 134 } }
@@ -243,13 +258,13 @@ public sealed class FakeHub : IDisposable
                 return;
             }
             var r = ctx.Response;
-            r.Headers["X-Repo-Commit"] = repo.Commit;
+            r.Headers["X-Repo-Commit"] = CommitOverride ?? repo.Commit;
             if (IsLfs(parts[4]))
             {
                 var sha = Sha256(bytes);
                 r.StatusCode = 302;
                 r.Headers["Location"] = $"http://localhost:{CdnPort}/blobs/{sha}?expires=3600&signature=abc";
-                r.Headers["X-Linked-Etag"] = $"\"{sha}\"";
+                r.Headers["X-Linked-Etag"] = $"\"{EtagOverride ?? sha}\"";
                 r.Headers["X-Linked-Size"] = bytes.Length.ToString();
                 r.Headers["ETag"] = $"\"{GitSha1(Encoding.UTF8.GetBytes("version https://git-lfs.github.com/spec/v1"))}\"";
                 r.ContentLength64 = 0;
@@ -310,6 +325,18 @@ public sealed class FakeHub : IDisposable
         for (long offset = start; offset < bytes.Length; offset += chunk)
         {
             int n = (int)Math.Min(chunk, bytes.Length - offset);
+            if (StallAfterBytes is { } stallAt && sent + n > stallAt)
+            {
+                StallAfterBytes = null;
+                n = (int)Math.Max(0, stallAt - sent);
+                output.Write(body, (int)offset + 0, n);
+                output.Flush();
+                sent += n;
+                offset += n - chunk; // continue after the bytes just sent, once released
+                WaitHandle.WaitAny([ReleaseStall.WaitHandle, _stop.Token.WaitHandle]);
+                if (_stop.IsCancellationRequested) { r.Abort(); return; }
+                continue;
+            }
             if (drop && sent + n > DropAfterBytes)
             {
                 n = (int)Math.Max(0, DropAfterBytes - sent);

@@ -229,3 +229,26 @@ Describe 'The main job' {
         }
     }
 }
+
+Describe 'Hub settings and answers that are wrong' {
+    AfterEach { $env:HF_ENDPOINT = $Hub.Endpoint; $Hub.NotAHub = $false }
+
+    It 'says HF_ENDPOINT is not a URL' {
+        $env:HF_ENDPOINT = 'not a url'
+        { Install-LlmModel 'test-org/stories-GGUF' -Update -ErrorAction Stop } | Should -Throw -ErrorId 'HubInvalidEndpoint*'
+    }
+
+    It 'says a server that answers 404 to everything is not a Hub' {
+        $Hub.NotAHub = $true
+        { Install-LlmModel 'test-org/stories-GGUF' -Update -ErrorAction Stop } | Should -Throw -ErrorId 'HubEndpointNotAHub*'
+    }
+
+    It 'says a token with non-ASCII characters is malformed' {
+        { Connect-HuggingFace -Token "hf_t$([char]0xF6)ken" -ErrorAction Stop } | Should -Throw -ErrorId 'HubMalformedToken*'
+    }
+
+    It 'refuses a revision with ..' {
+        { Install-LlmModel 'test-org/stories-GGUF@../../x' -ErrorAction Stop } | Should -Throw -ErrorId 'HubInvalidRevision*'
+        { Uninstall-LlmModel 'test-org/stories-GGUF@../../x' -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'HubInvalidRevision*'
+    }
+}

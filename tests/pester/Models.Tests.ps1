@@ -148,3 +148,34 @@ Describe 'Measure-LlmToken' {
             Should -Be @(15496, 995, 11, 428, 318, 257, 1332, 13)
     }
 }
+
+Describe 'Hostile model files' {
+    It 'lists the good files of a folder and one error for a bad one (a string head_count list used to stop the listing)' {
+        $dir = Join-Path $TestDir "mixed-$([guid]::NewGuid().ToString('N').Substring(0, 6))"
+        New-Item -ItemType Directory -Force $dir | Out-Null
+        Copy-Item $TinyModel (Join-Path $dir 'a-good.gguf')
+        Copy-Item $TinyModel (Join-Path $dir 'c-good.gguf')
+        $bad = New-TestModel -Name 'b-bad.gguf' -Configure { param($o) $o.Overrides['llama.attention.head_count'] = [string[]]@('four', 'four') }
+        Move-Item $bad (Join-Path $dir 'b-bad.gguf')
+        $env:LLMTOOLS_MODEL_PATH = $dir
+        try {
+            $found = Get-LlmModel -ListAvailable -ErrorVariable errs -ErrorAction SilentlyContinue |
+                Where-Object { $_.Path.StartsWith($dir) }
+            ($found.Path | Split-Path -Leaf) | Should -Be @('a-good.gguf', 'c-good.gguf')
+            $mine = @($errs | Where-Object { "$($_.TargetObject)".StartsWith($dir) })
+            $mine | Should -HaveCount 1
+            $mine[0].FullyQualifiedErrorId | Should -BeLike 'InvalidGgufFile,*'
+        } finally {
+            Remove-Item Env:LLMTOOLS_MODEL_PATH
+        }
+    }
+
+    It 'refuses a FIFO named *.gguf at once instead of hanging' -Skip:($IsWindows) {
+        $fifo = Join-Path $TestDir "pipe-$([guid]::NewGuid().ToString('N').Substring(0, 6)).gguf"
+        & mkfifo $fifo
+        Get-LlmModel -Path $fifo -ErrorVariable errs -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'ModelPathNotRegularFile,*'
+        { Invoke-LlmCompletion -Model $fifo -Prompt 'x' -MaxTokens 1 -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ModelPathNotRegularFile*'
+    }
+}

@@ -56,25 +56,18 @@ public sealed class GgufFile
     /// <summary>Reads and checks the header. Throws <see cref="LlmException"/> with a stable id on any problem.</summary>
     public static GgufFile Read(string path)
     {
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new LlmException("ModelFileNotFound", LlmErrorKind.ObjectNotFound, $"Model file '{path}' does not exist.", path, e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new LlmException("ModelFileUnreadable", LlmErrorKind.ResourceUnavailable, $"Model file '{path}' cannot be read: {e.Message}", path, e);
-        }
-
+        // Opened without blocking and refused unless it is a regular file: a FIFO named *.gguf would otherwise hang
+        // the open (and the caller) until something writes to it.
+        FileStream stream = RegularFile.OpenRead(path);
         using (stream)
         {
             try
             {
                 return new Parser(stream, path).Parse();
+            }
+            catch (LlmException)
+            {
+                throw;
             }
             catch (EndOfStreamException e)
             {
@@ -83,6 +76,15 @@ public sealed class GgufFile
             catch (OverflowException e)
             {
                 throw Corrupt(path, "a size in the header overflows", e);
+            }
+            catch (IOException e)
+            {
+                throw new LlmException("ModelFileUnreadable", LlmErrorKind.ResourceUnavailable, $"Model file '{path}' cannot be read: {e.Message}", path, e);
+            }
+            catch (Exception e)
+            {
+                // Whatever else a hostile header provokes is the file's fault, not a crash of the caller.
+                throw Corrupt(path, $"its header cannot be read ({e.GetType().Name})", e);
             }
         }
     }
@@ -116,7 +118,7 @@ public sealed class GgufFile
             if (kvCount > (ulong)Remaining / 12 || tensorCount > (ulong)Remaining / 24)
                 throw Corrupt(path, $"its header declares {kvCount} metadata entries and {tensorCount} tensors, more than the file can hold (the file is truncated or corrupted)");
 
-            var metadata = new Dictionary<string, object>((int)kvCount, StringComparer.Ordinal);
+            var metadata = new Dictionary<string, object>((int)Math.Min(kvCount, 4096), StringComparer.Ordinal);
             for (ulong i = 0; i < kvCount; i++)
             {
                 string key = ReadString();
@@ -126,7 +128,7 @@ public sealed class GgufFile
                     throw Corrupt(path, $"metadata key '{key}' appears twice");
             }
 
-            var tensors = new List<GgufTensorInfo>((int)tensorCount);
+            var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 65536));
             for (ulong i = 0; i < tensorCount; i++)
             {
                 string name = ReadString();
@@ -170,13 +172,16 @@ public sealed class GgufFile
             new("NotGgufFile", LlmErrorKind.InvalidData,
                 $"'{path}' is not a GGUF model file: {why}. LlmTools runs llama.cpp models in GGUF format (*.gguf).", path);
 
-        private string ReadString()
+        private string ReadString(bool exact = false)
         {
             ulong len = _reader.ReadUInt64();
             if (len > (ulong)Remaining)
                 throw Corrupt(path, $"a string of {len} bytes runs past the end of the file (the file is truncated or corrupted)");
+            if (len > (ulong)Array.MaxLength)
+                throw Corrupt(path, $"a string of {len} bytes is longer than any model needs");
             var bytes = _reader.ReadBytes((int)len);
-            return Encoding.UTF8.GetString(bytes);
+            if (bytes.Length != (int)len) throw new EndOfStreamException();
+            return exact ? ExactUtf8.GetString(bytes) : Encoding.UTF8.GetString(bytes);
         }
 
         private object ReadValue(uint type, string key) => type switch
@@ -209,42 +214,89 @@ public sealed class GgufFile
             int minSize = elementType switch { 0 or 1 or 7 => 1, 2 or 3 => 2, 4 or 5 or 6 => 4, 8 or 10 or 11 or 12 => 8, _ => 12 };
             if (count > (ulong)Remaining / (ulong)minSize)
                 throw Corrupt(path, $"metadata array '{key}' declares {count} elements, more than the file can hold (the file is truncated or corrupted)");
+            if (count > (ulong)Array.MaxLength)
+                throw Corrupt(path, $"metadata array '{key}' declares {count} elements, more than can be read");
             int n = (int)count;
             switch (elementType)
             {
-                case 4:
-                {
-                    var r = new uint[n];
-                    for (int i = 0; i < n; i++) r[i] = _reader.ReadUInt32();
-                    return r;
-                }
-                case 5:
-                {
-                    var r = new int[n];
-                    for (int i = 0; i < n; i++) r[i] = _reader.ReadInt32();
-                    return r;
-                }
-                case 6:
-                {
-                    var r = new float[n];
-                    for (int i = 0; i < n; i++) r[i] = _reader.ReadSingle();
-                    return r;
-                }
-                case 8:
-                {
-                    var r = new string[n];
-                    for (int i = 0; i < n; i++) r[i] = ReadString();
-                    return r;
-                }
+                case 0: return Fill(n, _reader.ReadByte);
+                case 1: return Fill(n, _reader.ReadSByte);
+                case 2: return Fill(n, _reader.ReadUInt16);
+                case 3: return Fill(n, _reader.ReadInt16);
+                case 4: return Fill(n, _reader.ReadUInt32);
+                case 5: return Fill(n, _reader.ReadInt32);
+                case 6: return Fill(n, _reader.ReadSingle);
+                case 7:
+                    return Fill(n, () => _reader.ReadByte() switch
+                    {
+                        0 => false,
+                        1 => true,
+                        var b => throw Corrupt(path, $"metadata array '{key}' holds the boolean byte {b}"),
+                    });
+                // Strings in arrays (vocabularies, merges) keep invalid UTF-8 distinguishable: llama.cpp compares bytes.
+                case 8: return Fill(n, () => ReadString(exact: true));
+                case 10: return Fill(n, _reader.ReadUInt64);
+                case 11: return Fill(n, _reader.ReadInt64);
+                case 12: return Fill(n, _reader.ReadDouble);
                 case 9:
                     throw Corrupt(path, $"metadata '{key}' nests arrays, which llama.cpp does not read");
                 default:
-                {
-                    var r = new object[n];
-                    for (int i = 0; i < n; i++) r[i] = ReadValue(elementType, key);
-                    return r;
-                }
+                    throw Corrupt(path, $"metadata array '{key}' has unknown element type {elementType}");
             }
         }
+
+        private static T[] Fill<T>(int n, Func<T> read)
+        {
+            var r = new T[n];
+            for (int i = 0; i < n; i++) r[i] = read();
+            return r;
+        }
+    }
+
+    /// <summary>
+    /// UTF-8 that maps each invalid byte to a lone surrogate (U+DC80..U+DCFF, as Python's surrogateescape), so two
+    /// tokens that differ only in invalid bytes stay different strings, and "the single byte 0xC3" stays recognisable.
+    /// </summary>
+    internal static readonly Encoding ExactUtf8 = Encoding.GetEncoding("utf-8", EncoderFallback.ReplacementFallback, new EscapeFallback());
+
+    private sealed class EscapeFallback : DecoderFallback
+    {
+        public override int MaxCharCount => 1;
+        public override DecoderFallbackBuffer CreateFallbackBuffer() => new Buffer();
+
+        private sealed class Buffer : DecoderFallbackBuffer
+        {
+            private char[] _chars = [];
+            private int _next;
+
+            public override bool Fallback(byte[] bytesUnknown, int index)
+            {
+                _chars = bytesUnknown.Select(b => (char)(0xDC00 + b)).ToArray();
+                _next = 0;
+                return true;
+            }
+
+            public override char GetNextChar() => _next < _chars.Length ? _chars[_next++] : '\0';
+            public override bool MovePrevious() => _next > 0 && _next-- > 0;
+            public override int Remaining => _chars.Length - _next;
+            public override void Reset() { _chars = []; _next = 0; }
+        }
+    }
+
+    /// <summary>The bytes a string read with <see cref="ExactUtf8"/> came from.</summary>
+    internal static byte[] ExactBytes(string s)
+    {
+        var bytes = new List<byte>(s.Length);
+        Span<byte> buf = stackalloc byte[4];
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c is >= '\uDC80' and <= '\uDCFF') { bytes.Add((byte)(c - 0xDC00)); continue; }
+            int len = char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])
+                ? Encoding.UTF8.GetBytes(s.AsSpan(i++, 2), buf)
+                : Encoding.UTF8.GetBytes(s.AsSpan(i, 1), buf);
+            for (int j = 0; j < len; j++) bytes.Add(buf[j]);
+        }
+        return bytes.ToArray();
     }
 }

@@ -6,7 +6,18 @@ namespace LlmTools;
 public static class ModelInfoReader
 {
     /// <summary>Reads and validates a GGUF file. Throws <see cref="LlmException"/> for anything llama.cpp must not see.</summary>
-    public static LlmModelInfo Read(string path) => FromGguf(ReadValidated(path));
+    public static LlmModelInfo Read(string path)
+    {
+        var file = ReadValidated(path);
+        try
+        {
+            return FromGguf(file);
+        }
+        catch (Exception e) when (e is not LlmException)
+        {
+            throw GgufFile.Corrupt(file.Path, $"its metadata cannot be described ({e.GetType().Name}: {e.Message})", e);
+        }
+    }
 
     internal static GgufFile ReadValidated(string path)
     {
@@ -15,7 +26,15 @@ public static class ModelInfoReader
             throw new LlmException("ModelPathIsDirectory", LlmErrorKind.InvalidArgument,
                 $"'{full}' is a folder; give the path of a .gguf file inside it (Get-LlmModel -Path '{full}' lists them).", full);
         var file = GgufFile.Read(full);
-        GgufValidator.Validate(file);
+        try
+        {
+            GgufValidator.Validate(file);
+        }
+        catch (Exception e) when (e is not LlmException)
+        {
+            // A check that trips over a value it did not expect still means the file is not one to load.
+            throw GgufFile.Corrupt(full, $"its metadata cannot be checked ({e.GetType().Name}: {e.Message})", e);
+        }
         return file;
     }
 
@@ -27,7 +46,8 @@ public static class ModelInfoReader
             f.GetInteger(key) is { } id && tokens is not null && id >= 0 && id < tokens.Length ? tokens[id] : null;
 
         long parameters = 0;
-        foreach (var t in f.Tensors) parameters += (long)t.ElementCount;
+        foreach (var t in f.Tensors)
+            parameters = t.ElementCount > (ulong)(long.MaxValue - parameters) ? long.MaxValue : parameters + (long)t.ElementCount;
 
         var scalars = new SortedDictionary<string, object>(StringComparer.Ordinal);
         foreach (var (k, v) in f.Metadata)

@@ -20,6 +20,19 @@ public sealed class HubClient : IDisposable
     {
         Settings = settings;
         _token = token;
+        if (!Uri.TryCreate(settings.Endpoint, UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https")
+            || string.IsNullOrEmpty(endpoint.Host))
+            throw new LlmException("HubInvalidEndpoint", LlmErrorKind.InvalidArgument,
+                $"HF_ENDPOINT is '{settings.Endpoint}', which is not an http(s) URL. Set it to the Hub's address " +
+                $"(for example {HubSettings.DefaultEndpoint}) or remove it.", settings.Endpoint);
+        _origin = endpoint;
+        // A token is sent in an HTTP header, which holds only visible ASCII: anything else is a paste error, not a
+        // network problem.
+        if (token is not null && token.Any(c => c is < '!' or > '~'))
+            throw new LlmException("HubMalformedToken", LlmErrorKind.InvalidArgument,
+                "The Hugging Face token contains characters a token cannot have (non-ASCII letters, spaces or control " +
+                "characters). Tokens look like hf_... : copy it again from https://huggingface.co/settings/tokens.");
+        ReadTimeout = timeout ?? settings.ReadTimeout;
         // Redirects are followed by hand: the Authorization header must not reach another host (the CDN).
         var handler = new SocketsHttpHandler
         {
@@ -27,13 +40,38 @@ public sealed class HubClient : IDisposable
             AutomaticDecompression = DecompressionMethods.None,
             ConnectTimeout = TimeSpan.FromSeconds(10),
         };
-        _http = new HttpClient(handler) { Timeout = timeout ?? TimeSpan.FromSeconds(100) };
+        // No overall limit: a download takes as long as it takes. Each wait for the next bytes is limited instead
+        // (ReadTimeout), and the caller's cancellation interrupts any wait at once.
+        _http = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         _http.DefaultRequestHeaders.UserAgent.ParseAdd($"llmtools/{typeof(HubClient).Assembly.GetName().Version?.ToString(3)}");
         _http.DefaultRequestHeaders.UserAgent.ParseAdd($"dotnet/{Environment.Version.ToString(2)}");
     }
 
+    private readonly Uri _origin;
+
     public HubSettings Settings { get; }
     public bool HasToken => _token is not null;
+
+    /// <summary>The longest wait for an answer or for the next bytes of one (HF_HUB_DOWNLOAD_TIMEOUT).</summary>
+    public TimeSpan ReadTimeout { get; }
+
+    /// <summary>
+    /// Reads from a response body, giving up when no byte comes for <see cref="ReadTimeout"/> (an IOException, which
+    /// the downloader resumes from) and returning at once when <paramref name="cancel"/> fires.
+    /// </summary>
+    internal int Read(Stream body, byte[] buffer, CancellationToken cancel)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        limit.CancelAfter(ReadTimeout);
+        try
+        {
+            return body.ReadAsync(buffer.AsMemory(), limit.Token).AsTask().GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+        {
+            throw new IOException($"no data came for {ReadTimeout.TotalSeconds:0.#} s (HF_HUB_DOWNLOAD_TIMEOUT)");
+        }
+    }
 
     public void Dispose() => _http.Dispose();
 
@@ -49,7 +87,7 @@ public sealed class HubClient : IDisposable
         bool followRedirects = true, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         EnsureOnline(url.AbsolutePath);
-        var origin = new Uri(Settings.Endpoint);
+        var origin = _origin;
         for (int hop = 0; ; hop++)
         {
             var request = new HttpRequestMessage(method, url);
@@ -57,9 +95,12 @@ public sealed class HubClient : IDisposable
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _token);
             configure?.Invoke(request);
             HttpResponseMessage response;
+            // The answer (its headers, and its body unless the caller streams it) must come within ReadTimeout.
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            limit.CancelAfter(ReadTimeout);
             try
             {
-                response = _http.Send(request, completion, cancel);
+                response = _http.Send(request, completion, limit.Token);
             }
             catch (HttpRequestException e)
             {
@@ -67,10 +108,16 @@ public sealed class HubClient : IDisposable
                     $"The Hub at {Settings.Endpoint} cannot be reached ({e.Message}). Check the network or HF_ENDPOINT; " +
                     "models already downloaded still work (HF_HUB_OFFLINE=1 skips the network).", url.GetLeftPart(UriPartial.Path), e);
             }
-            catch (TaskCanceledException e) when (!cancel.IsCancellationRequested)
+            catch (OperationCanceledException e) when (!cancel.IsCancellationRequested)
             {
                 throw new LlmException("HubTimeout", LlmErrorKind.ResourceUnavailable,
-                    $"The Hub at {Settings.Endpoint} did not answer in time.", url.GetLeftPart(UriPartial.Path), e);
+                    $"The Hub at {Settings.Endpoint} did not answer within {ReadTimeout.TotalSeconds:0.#} s (HF_HUB_DOWNLOAD_TIMEOUT sets the limit).",
+                    url.GetLeftPart(UriPartial.Path), e);
+            }
+            catch (OperationCanceledException e)
+            {
+                throw new LlmException("OperationCancelled", LlmErrorKind.OperationStopped, "The request to the Hub was cancelled.",
+                    url.GetLeftPart(UriPartial.Path), e);
             }
             int status = (int)response.StatusCode;
             if (followRedirects && status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location && hop < 10)
@@ -86,7 +133,7 @@ public sealed class HubClient : IDisposable
     private static bool SameOrigin(Uri a, Uri b) =>
         string.Equals(a.Host, b.Host, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port && a.Scheme == b.Scheme;
 
-    internal Uri Url(string relative) => new(Settings.Endpoint + "/" + relative.TrimStart('/'));
+    internal Uri Url(string relative) => new(_origin.GetLeftPart(UriPartial.Path).TrimEnd('/') + "/" + relative.TrimStart('/'));
 
     /// <summary>Turns a Hub error reply into an error that says what to do.</summary>
     internal LlmException Error(HttpResponseMessage response, string repoId, string? revision = null, string? path = null)
@@ -116,11 +163,31 @@ public sealed class HubClient : IDisposable
                 "create one at https://huggingface.co/settings/tokens and Connect-HuggingFace -Token again.", repoId),
             _ when status == 403 => new LlmException("HubAccessDenied", LlmErrorKind.PermissionDenied,
                 $"The Hub refused access to '{repoId}' ({message ?? "forbidden"}).", repoId),
+            _ when status == 404 && !AnswersLikeAHub() => new LlmException("HubEndpointNotAHub", LlmErrorKind.ResourceUnavailable,
+                $"{Settings.Endpoint} answers 404 to the Hub's API, so it is not a Hugging Face Hub. Check HF_ENDPOINT " +
+                $"(default {HubSettings.DefaultEndpoint}).", Settings.Endpoint),
             _ when status == 404 => new LlmException("HubRepoNotFound", LlmErrorKind.ObjectNotFound,
                 $"'{repoId}' was not found on the Hub ({message ?? "404"}).", repoId),
             _ => new LlmException("HubError", LlmErrorKind.ResourceUnavailable,
                 $"The Hub answered {status} {response.ReasonPhrase} for '{repoId}'{(message is null ? "" : $": {message}")}. Try again later.", repoId),
         };
+    }
+
+    /// <summary>
+    /// A 404 without the Hub's X-Error-Code: is this server a Hub at all? A Hub lists models at /api/models; a web
+    /// server that answers 404 to everything does not.
+    /// </summary>
+    private bool AnswersLikeAHub()
+    {
+        try
+        {
+            using var probe = Send(HttpMethod.Get, Url("api/models?limit=1"), CancellationToken.None);
+            return probe.IsSuccessStatusCode;
+        }
+        catch (LlmException)
+        {
+            return false;
+        }
     }
 
     private JsonDocument GetJson(string relative, string repoId, CancellationToken cancel, string? revision = null)
@@ -191,6 +258,7 @@ public sealed class HubClient : IDisposable
     /// <summary>A repository at a revision: its commit and files (with sizes and LFS sha256).</summary>
     public HubRepoInfo GetRepoInfo(string repoId, string revision, CancellationToken cancel)
     {
+        if (!HubCache.IsSafeRevision(revision)) throw HubCache.InvalidRevision(revision);
         using var doc = GetJson($"api/models/{repoId}/revision/{Uri.EscapeDataString(revision)}?blobs=true", repoId, cancel, revision);
         var root = doc.RootElement;
         var files = new List<HubRepoFile>();
@@ -208,6 +276,8 @@ public sealed class HubClient : IDisposable
     /// <summary>HEAD of a file: commit, etag (sha256 for LFS files, git sha1 otherwise), size, where to download it.</summary>
     public HubFileMetadata Head(string repoId, string revision, string path, CancellationToken cancel)
     {
+        if (!HubCache.IsSafeRevision(revision)) throw HubCache.InvalidRevision(revision);
+        HubCache.RequireFilePath(path);
         var url = Url($"{repoId}/resolve/{Uri.EscapeDataString(revision)}/{EscapePath(path)}");
         for (int hop = 0; hop < 5; hop++)
         {
@@ -227,6 +297,11 @@ public sealed class HubClient : IDisposable
                 throw new LlmException("HubBadResponse", LlmErrorKind.InvalidData,
                     $"The Hub's answer for '{repoId}/{path}' lacks X-Repo-Commit, ETag or size headers, so the file cannot be cached safely.", repoId);
             etag = etag.Replace("W/", "").Trim('"');
+            // Both name files in the cache: only hashes are accepted, so no answer can steer a path.
+            HubCache.RequireCommit(commit);
+            HubCache.RequireEtag(etag);
+            if (bytes < 0)
+                throw new LlmException("HubBadResponse", LlmErrorKind.InvalidData, $"The Hub announced a size of {bytes} bytes for '{repoId}/{path}'.", repoId);
             return new HubFileMetadata(commit, etag, bytes, status >= 300 ? location! : url);
         }
         throw new LlmException("HubBadResponse", LlmErrorKind.InvalidData, $"Too many redirects for '{repoId}/{path}'.", repoId);

@@ -101,12 +101,13 @@ internal sealed class HubDownloader(HubClient client, HubCache cache)
         bool append = status == 206;
         if (!append) have = 0; // the range was ignored: start again
         using var source = response.Content.ReadAsStream(cancel);
+        // Cancellation interrupts a read that is waiting for a stalled server (the connection is aborted).
         using var target = new FileStream(partial, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         var buffer = new byte[1 << 20];
         long lastReport = 0;
         while (true)
         {
-            int n = source.Read(buffer, 0, buffer.Length);
+            int n = client.Read(source, buffer, cancel);
             if (n == 0) break;
             target.Write(buffer, 0, n);
             have += n;

@@ -111,6 +111,11 @@ public static partial class HubModels
         var cache = new HubCache(settings.HubCache);
         var rev = reference.Revision ?? revision ?? "main";
         string repo = reference.RepoId;
+        // The user's revision and file name become cache paths (refs/{revision}, snapshots/{commit}/{file}).
+        if (!HubCache.IsSafeRevision(rev)) throw HubCache.InvalidRevision(rev);
+        if (reference.FilePath is { } wantedFile && !HubCache.IsSafeFilePath(wantedFile))
+            throw new LlmException("HubInvalidReference", LlmErrorKind.InvalidArgument,
+                $"'{wantedFile}' is not a file path inside a repository (no '..', empty or '.' segments, or backslashes).", repo);
 
         if (!update || settings.Offline)
         {
@@ -149,6 +154,8 @@ public static partial class HubModels
             cache.WriteRef(repo, rev, info.Commit);
             throw;
         }
+        HubCache.RequireCommit(info.Commit);
+        foreach (var part in model.Parts) HubCache.RequireFilePath(part);
         var downloader = new HubDownloader(client, cache);
         string? first = null;
         bool downloaded = false;

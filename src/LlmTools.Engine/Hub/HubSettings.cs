@@ -13,6 +13,14 @@ public sealed record HubSettings
     public required string TokenPath { get; init; }
     public required bool Offline { get; init; }
 
+    /// <summary>
+    /// How long a request may wait for the next bytes of an answer before it counts as stalled: HF_HUB_DOWNLOAD_TIMEOUT
+    /// seconds, 10 by default, as huggingface_hub.
+    /// </summary>
+    public TimeSpan ReadTimeout { get; init; } = DefaultReadTimeout;
+
+    public static readonly TimeSpan DefaultReadTimeout = TimeSpan.FromSeconds(10);
+
     public static HubSettings FromEnvironment()
     {
         var home = Environment.GetEnvironmentVariable("HF_HOME");
@@ -34,6 +42,9 @@ public sealed record HubSettings
             HubCache = string.IsNullOrEmpty(cache) ? Path.Combine(home, "hub") : Expand(cache),
             TokenPath = string.IsNullOrEmpty(tokenPath) ? Path.Combine(home, "token") : Expand(tokenPath),
             Offline = IsTrue("HF_HUB_OFFLINE") || IsTrue("TRANSFORMERS_OFFLINE"),
+            ReadTimeout = double.TryParse(Environment.GetEnvironmentVariable("HF_HUB_DOWNLOAD_TIMEOUT"),
+                System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+                && seconds > 0 && seconds <= 86400 ? TimeSpan.FromSeconds(seconds) : DefaultReadTimeout,
         };
     }
 
@@ -77,13 +88,14 @@ public static class HubToken
         return string.IsNullOrEmpty(t) ? null : t;
     }
 
-    /// <summary>Writes the token file (owner-only permissions) so Python tools see the same login.</summary>
+    /// <summary>
+    /// Writes the token file (owner-only permissions) so Python tools see the same login. Only the file's mode is
+    /// set: HF_HOME keeps its own (huggingface_hub leaves it alone too; other tools share that folder).
+    /// </summary>
     public static void Save(string token, HubSettings settings)
     {
         var dir = Path.GetDirectoryName(settings.TokenPath)!;
         Directory.CreateDirectory(dir);
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var tmp = settings.TokenPath + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp";
         using (var fs = OperatingSystem.IsWindows()
                    ? new FileStream(tmp, FileMode.CreateNew, FileAccess.Write)

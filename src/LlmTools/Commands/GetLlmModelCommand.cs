@@ -105,6 +105,11 @@ public sealed class GetLlmModelCommand : LlmCmdlet
         {
             WriteLlmError(e);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            // One unreadable file is an error for that file; the listing goes on.
+            WriteLlmError(new LlmException("ModelFileUnreadable", LlmErrorKind.ResourceUnavailable, $"Model file '{file}' cannot be read: {e.Message}", file, e));
+        }
     }
 
     private bool Matches(string name, string path)
