@@ -26,6 +26,9 @@ public sealed class GrammarConstrainedSampler : IDisposable
     private readonly LLamaToken? _eos;
     private LLamaTokenData[] _candidates = [];
     private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
+    private readonly Pieces _pieces;
+    private readonly byte[] _pending = new byte[8];
+    private int _pendingLength;
 
     private GrammarConstrainedSampler(SafeLlamaModelHandle model, SafeLLamaSamplerChainHandle grammar, SafeLLamaSamplerChainHandle chain, bool ownsChain, GbnfGrammar parsed)
     {
@@ -36,6 +39,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
         Grammar = parsed;
         var vocab = model.Vocab;
         _eos = vocab.EOS ?? vocab.EOT;
+        _pieces = Pieces.For(model);
     }
 
     /// <summary>The grammar this sampler enforces.</summary>
@@ -83,6 +87,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
         LLamaToken token = ApplyChain(logits.Length, _chain);
         if (Allows(token)) return token;
 
+
         // Rejected: start again from the logits, cut them to the grammar's tokens, then run the chain on those.
         Resamples++;
         Fill(logits);
@@ -93,7 +98,12 @@ public sealed class GrammarConstrainedSampler : IDisposable
             _grammar.Apply(ref native);
             bool any = false;
             var data = native.Data;
-            for (int i = 0; i < data.Length && !any; i++) any = !float.IsNegativeInfinity(data[i].Logit);
+            for (int i = 0; i < data.Length; i++)
+            {
+                if (float.IsNegativeInfinity(data[i].Logit)) continue;
+                if (!TextOk(data[i].ID)) data[i].Logit = float.NegativeInfinity;
+                else any = true;
+            }
             if (!any)
                 throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
                     $"The grammar allows no token of this model's vocabulary after {AcceptedTokens} tokens (it may need characters the vocabulary cannot spell).");
@@ -114,10 +124,38 @@ public sealed class GrammarConstrainedSampler : IDisposable
         _grammar.Accept(token);
         _chain.Accept(token);
         AcceptedTokens++;
+        // Keep the bytes of a character still incomplete, to check the next token's bytes continue it validly.
+        var piece = _pieces.Bytes[(int)token];
+        var all = new byte[_pendingLength + piece.Length];
+        _pending.AsSpan(0, _pendingLength).CopyTo(all);
+        piece.CopyTo(all, _pendingLength);
+        _pendingLength = Utf8.IncompleteTail(all, out int tail);
+        all.AsSpan(all.Length - tail).CopyTo(_pending);
+        _pendingLength = tail;
     }
 
-    /// <summary>Whether the grammar allows <paramref name="token"/> next (end-of-generation tokens: whether it is complete).</summary>
-    public bool Allows(LLamaToken token)
+    /// <summary>
+    /// Whether <paramref name="token"/> may come next: the grammar allows it (for an end-of-generation token: the grammar
+    /// is complete), and its bytes continue the text as valid UTF-8. llama.cpp's grammar decodes bytes leniently
+    /// (surrogates, code points above U+10FFFF and some overlong forms pass), which would put U+FFFD into the text and
+    /// break length limits; and it matches a control token by its name, which the text does not show.
+    /// </summary>
+    public bool Allows(LLamaToken token) => TextOk(token) && GrammarAllows(token);
+
+    private bool TextOk(LLamaToken token)
+    {
+        int id = (int)token;
+        if ((uint)id >= (uint)_pieces.Bytes.Length) return false;
+        var piece = _pieces.Bytes[id];
+        if (piece.Length == 0) return _pieces.EndOfGeneration[id];
+        if (_pendingLength == 0 && _pieces.Ascii[id]) return true;
+        Span<byte> all = stackalloc byte[_pendingLength + piece.Length];
+        _pending.AsSpan(0, _pendingLength).CopyTo(all);
+        piece.CopyTo(all[_pendingLength..]);
+        return Utf8.IsValidPrefix(all);
+    }
+
+    private bool GrammarAllows(LLamaToken token)
     {
         _single[0] = new LLamaTokenData(token, 1f, 0f);
         var arr = new LLamaTokenDataArray(_single.AsMemory(), false);
@@ -153,6 +191,65 @@ public sealed class GrammarConstrainedSampler : IDisposable
                 throw new LlmException("SamplerNoSelection", LlmErrorKind.InvalidOperation,
                     "The sampler chain selected no token; it must end in a picking sampler (greedy or dist).");
             return native.Data[(int)selected].ID;
+        }
+    }
+
+    /// <summary>Each token's bytes as the text shows them (special tokens unrendered), per model, built once.</summary>
+    private sealed class Pieces
+    {
+        private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SafeLlamaModelHandle, Pieces> Cache = new();
+
+        public required byte[][] Bytes { get; init; }
+        public required bool[] Ascii { get; init; }
+        public required bool[] EndOfGeneration { get; init; }
+
+        public static Pieces For(SafeLlamaModelHandle model) => Cache.GetValue(model, m =>
+        {
+            var vocab = m.Vocab;
+            int n = vocab.Count;
+            var bytes = new byte[n][];
+            var ascii = new bool[n];
+            var eog = new bool[n];
+            var buf = new byte[256];
+            for (int i = 0; i < n; i++)
+            {
+                int len = (int)m.TokenToSpan(i, buf, 0, false);
+                if (len > buf.Length) { buf = new byte[len]; len = (int)m.TokenToSpan(i, buf, 0, false); }
+                bytes[i] = buf.AsSpan(0, len).ToArray();
+                ascii[i] = System.Text.Ascii.IsValid(bytes[i]);
+                eog[i] = ((LLamaToken)i).IsEndOfGeneration(vocab);
+            }
+            return new Pieces { Bytes = bytes, Ascii = ascii, EndOfGeneration = eog };
+        });
+    }
+
+    /// <summary>Strict UTF-8 (as .NET decodes it) on byte streams cut at token boundaries.</summary>
+    internal static class Utf8
+    {
+        /// <summary>True when the bytes are valid UTF-8, possibly ending inside a character that can still be completed.</summary>
+        public static bool IsValidPrefix(ReadOnlySpan<byte> bytes)
+        {
+            while (!bytes.IsEmpty)
+            {
+                var status = System.Text.Rune.DecodeFromUtf8(bytes, out _, out int used);
+                if (status == System.Buffers.OperationStatus.NeedMoreData) return true;
+                if (status != System.Buffers.OperationStatus.Done) return false;
+                bytes = bytes[used..];
+            }
+            return true;
+        }
+
+        /// <summary>Length of the incomplete character at the end of valid bytes (0 when they end on a boundary).</summary>
+        public static int IncompleteTail(ReadOnlySpan<byte> bytes, out int tail)
+        {
+            tail = 0;
+            while (!bytes.IsEmpty)
+            {
+                var status = System.Text.Rune.DecodeFromUtf8(bytes, out _, out int used);
+                if (status == System.Buffers.OperationStatus.NeedMoreData) { tail = bytes.Length; break; }
+                bytes = bytes[Math.Max(1, used)..];
+            }
+            return tail;
         }
     }
 
