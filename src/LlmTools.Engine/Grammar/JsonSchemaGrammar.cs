@@ -53,7 +53,21 @@ public static class JsonSchemaGrammar
             Converters = { new JsonStringEnumConverter() },
         };
         options.MakeReadOnly(populateMissingResolver: true);
-        var node = options.GetJsonSchemaAsNode(type, new JsonSchemaExporterOptions { TreatNullObliviousAsNonNullable = true });
+        var node = options.GetJsonSchemaAsNode(type, new JsonSchemaExporterOptions
+        {
+            TreatNullObliviousAsNonNullable = true,
+            // The exporter writes "integer" for every integral type; the range keeps a value the type can hold.
+            TransformSchemaNode = (context, schema) =>
+            {
+                var t = Nullable.GetUnderlyingType(context.TypeInfo.Type) ?? context.TypeInfo.Type;
+                if (schema is JsonObject o && !t.IsEnum && IntegerRanges.TryGetValue(t, out var range))
+                {
+                    o["minimum"] = range.Min;
+                    o["maximum"] = range.Max;
+                }
+                return schema;
+            },
+        });
         Tighten(node);
         return node.ToJsonString();
 
@@ -74,6 +88,18 @@ public static class JsonSchemaGrammar
             }
         }
     }
+
+    private static readonly Dictionary<Type, (long Min, long Max)> IntegerRanges = new()
+    {
+        [typeof(byte)] = (byte.MinValue, byte.MaxValue),
+        [typeof(sbyte)] = (sbyte.MinValue, sbyte.MaxValue),
+        [typeof(short)] = (short.MinValue, short.MaxValue),
+        [typeof(ushort)] = (ushort.MinValue, ushort.MaxValue),
+        [typeof(int)] = (int.MinValue, int.MaxValue),
+        [typeof(uint)] = (uint.MinValue, uint.MaxValue),
+        [typeof(long)] = (-9_999_999_999_999_999L, 9_999_999_999_999_999L), // the converter's 16-digit bound
+        [typeof(ulong)] = (0, 9_999_999_999_999_999L),
+    };
 
     /// <summary>The JSON schema a dictionary (a hashtable of schema keywords, possibly nested) spells: serialized as is.</summary>
     public static string SchemaFromDictionary(IDictionary schema)
