@@ -5,11 +5,14 @@ using LLama.Native;
 namespace LlmTools.Engine.Grammar;
 
 /// <summary>
-/// Grammar-constrained sampling the way llama.cpp's common/sampling.cpp does it (its default, grammar_first = false):
-/// the ordinary chain (penalties, top-k/p, temperature, pick) samples from the raw logits; only the one token it picked
-/// is checked against the grammar; only when the grammar rejects it are the logits reset, the grammar applied to the
-/// whole vocabulary and the chain run again. The expensive full-vocabulary grammar pass (llama.cpp #4218) is paid only
-/// on a rejection, and the result is the same distribution as grammar-first sampling.
+/// Grammar-constrained sampling with the grammar applied after the other samplers have cut the candidates (llama.cpp
+/// #4218: a grammar pass over the whole vocabulary costs ~10 ms a token at 32k tokens). As llama.cpp's
+/// common/sampling.cpp does (grammar_first = false), the ordinary chain samples from the raw logits and only the one
+/// token it picked is checked against the grammar. When the grammar rejects it, this goes one step further than
+/// llama.cpp before its full pass: the grammar is applied to the candidates the chain's cutting samplers (top-k, top-p,
+/// min-p; for greedy, the 64 best) kept, and the pick is made among the valid ones. Only when none of those is valid
+/// are the logits reset, the grammar applied to the whole vocabulary and the chain run again (llama.cpp's resampling).
+/// Greedy results equal grammar-first greedy exactly; with top-k/top-p the cut is taken before the grammar.
 /// <para>
 /// Safety: the grammar is parsed in C# (<see cref="GbnfGrammar"/>) before llama.cpp sees it, and llama.cpp's own
 /// result is checked for null; a token the grammar does not allow is never passed to llama.cpp's grammar accept
@@ -21,8 +24,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
 {
     private readonly SafeLlamaModelHandle _model;
     private readonly SafeLLamaSamplerChainHandle _grammar;
-    private readonly SafeLLamaSamplerChainHandle _chain;
-    private readonly bool _ownsChain;
+    private readonly SafeLLamaSamplerChainHandle _cut;
+    private readonly SafeLLamaSamplerChainHandle _pick;
+    private readonly bool _greedy;
+    private readonly bool _hasCut;
+    private LLamaTokenData[] _cutSet = new LLamaTokenData[64];
+    private LLamaTokenData[] _scratch = new LLamaTokenData[64];
+    /// <summary>Candidates the grammar is tried on first when no sampler cuts them (greedy): the best this many.</summary>
+    private const int GreedyWindow = 64;
     private readonly LLamaToken? _eos;
     private LLamaTokenData[] _candidates = [];
     private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
@@ -30,12 +39,22 @@ public sealed class GrammarConstrainedSampler : IDisposable
     private readonly byte[] _pending = new byte[8];
     private int _pendingLength;
 
-    private GrammarConstrainedSampler(SafeLlamaModelHandle model, SafeLLamaSamplerChainHandle grammar, SafeLLamaSamplerChainHandle chain, bool ownsChain, GbnfGrammar parsed)
+    private GrammarConstrainedSampler(SafeLlamaModelHandle model, SafeLLamaSamplerChainHandle grammar, SafeLLamaSamplerChainHandle chain, GbnfGrammar parsed)
     {
         _model = model;
         _grammar = grammar;
-        _chain = chain;
-        _ownsChain = ownsChain;
+        // Split the chain into its cutting samplers and its final pick (clones carry their state: penalty history, RNG).
+        int count = chain.Count;
+        if (count == 0) throw new ArgumentException("The sampler chain is empty; it must end in a picking sampler (greedy or dist).", nameof(chain));
+        _cut = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+        _pick = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+        for (int i = 0; i < count - 1; i++)
+        {
+            _cut.AddClone(chain, i);
+            _hasCut |= chain.GetName(i) is "top-k" or "top-p" or "min-p" or "typical" or "top-n-sigma" or "xtc";
+        }
+        _pick.AddClone(chain, count - 1);
+        _greedy = chain.GetName(count - 1) == "greedy";
         Grammar = parsed;
         var vocab = model.Vocab;
         _eos = vocab.EOS ?? vocab.EOT;
@@ -53,7 +72,8 @@ public sealed class GrammarConstrainedSampler : IDisposable
 
     /// <summary>
     /// Builds the sampler. <paramref name="chain"/> is the ordinary sampler chain (it must end in a picking sampler:
-    /// greedy or dist) and must not contain a grammar; it is disposed with this object when <paramref name="ownsChain"/>.
+    /// greedy or dist, and hold no grammar), already given the prompt tokens its penalties look at; its samplers are
+    /// cloned, so it is no longer needed (disposed here when <paramref name="ownsChain"/>).
     /// Throws <see cref="LlmException"/> GrammarInvalid for a grammar that does not parse (here or in llama.cpp).
     /// </summary>
     public static GrammarConstrainedSampler Create(SafeLlamaModelHandle model, string gbnf, SafeLLamaSamplerChainHandle chain,
@@ -66,11 +86,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
         try
         {
             Native.AddGrammar(grammar, model, gbnf, root);
-            return new GrammarConstrainedSampler(model, grammar, chain, ownsChain, parsed);
+            var sampler = new GrammarConstrainedSampler(model, grammar, chain, parsed);
+            if (ownsChain) chain.Dispose();
+            return sampler;
         }
         catch
         {
             grammar.Dispose();
+            if (ownsChain) chain.Dispose();
             throw;
         }
     }
@@ -83,36 +106,117 @@ public sealed class GrammarConstrainedSampler : IDisposable
     public LLamaToken Sample(SafeLLamaContextHandle context, int logitIndex)
     {
         var logits = context.GetLogitsIth(logitIndex);
-        Fill(logits);
-        LLamaToken token = ApplyChain(logits.Length, _chain);
-        if (Allows(token)) return token;
-
-
-        // Rejected: start again from the logits, cut them to the grammar's tokens, then run the chain on those.
-        Resamples++;
-        Fill(logits);
         int n = logits.Length;
+
+        // 1. The ordinary chain on the raw logits: cut, then pick; the grammar looks at the picked token only.
+        Fill(logits);
+        int m;
         var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
         using (LLamaTokenDataArrayNative.Create(arr, out var native))
         {
-            _grammar.Apply(ref native);
-            bool any = false;
-            var data = native.Data;
-            for (int i = 0; i < data.Length; i++)
+            _cut.Apply(ref native);
+            m = (int)native.Size;
+            if (!_hasCut && m > GreedyWindow && _greedy) m = TopByLogit(native.Data, GreedyWindow);
+            else
             {
-                if (float.IsNegativeInfinity(data[i].Logit)) continue;
-                if (!TextOk(data[i].ID)) data[i].Logit = float.NegativeInfinity;
-                else any = true;
+                if (_cutSet.Length < m) _cutSet = new LLamaTokenData[m];
+                native.Data[..m].CopyTo(_cutSet);
             }
-            if (!any)
+        }
+        var token = Pick(_cutSet, m, grammar: false, out _);
+        if (Allows(token)) return token;
+        Resamples++;
+
+        // 2. The grammar on the cut candidates (greedy: the best 64), the pick among the valid ones. With dist and
+        // nothing cut, this would sample from a different distribution: go to the full pass.
+        if (_hasCut || _greedy)
+        {
+            token = Pick(_cutSet, m, grammar: true, out bool any);
+            if (any && Allows(token)) return token;
+        }
+
+        // 3. llama.cpp's resampling: the grammar over the whole vocabulary, then the chain.
+        Fill(logits);
+        using (LLamaTokenDataArrayNative.Create(arr, out var native))
+        {
+            if (!Constrain(native.Data))
                 throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
                     $"The grammar allows no token of this model's vocabulary after {AcceptedTokens} tokens (it may need characters the vocabulary cannot spell).");
+            _cut.Apply(ref native);
+            _pick.Apply(ref native);
+            token = Selected(ref native);
         }
-        token = ApplyChain(n, _chain, keep: true);
         if (!Allows(token))
             throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
                 $"The sampler chain picked token {(int)token}, which the grammar forbids, from the grammar's candidates; the chain must end in a picking sampler (greedy or dist).");
         return token;
+    }
+
+    /// <summary>Runs the pick on a copy of the first <paramref name="m"/> candidates, after the grammar when asked.</summary>
+    private LLamaToken Pick(LLamaTokenData[] set, int m, bool grammar, out bool any)
+    {
+        if (_scratch.Length < m) _scratch = new LLamaTokenData[Math.Max(m, _scratch.Length * 2)];
+        set.AsSpan(0, m).CopyTo(_scratch);
+        var arr = new LLamaTokenDataArray(_scratch.AsMemory(0, m), false);
+        using (LLamaTokenDataArrayNative.Create(arr, out var native))
+        {
+            any = true;
+            if (grammar && !(any = Constrain(native.Data))) return default;
+            _pick.Apply(ref native);
+            return Selected(ref native);
+        }
+    }
+
+    /// <summary>Applies the grammar and the text check to candidates in place; false when none is left.</summary>
+    private unsafe bool Constrain(Span<LLamaTokenData> data)
+    {
+        fixed (LLamaTokenData* p = data)
+        {
+            var native = new NativeArray { Data = p, Size = (nuint)data.Length, Selected = -1, Sorted = false };
+            Native.Apply(_grammar, ref native);
+        }
+        bool any = false;
+        for (int i = 0; i < data.Length; i++)
+        {
+            if (float.IsNegativeInfinity(data[i].Logit)) continue;
+            if (!TextOk(data[i].ID)) data[i].Logit = float.NegativeInfinity;
+            else any = true;
+        }
+        return any;
+    }
+
+    /// <summary>Copies the <paramref name="k"/> candidates with the highest logits into the cut set; returns k.</summary>
+    private int TopByLogit(Span<LLamaTokenData> data, int k)
+    {
+        var heap = new PriorityQueue<int, float>(k + 1);
+        for (int i = 0; i < data.Length; i++)
+        {
+            if (heap.Count < k) heap.Enqueue(i, data[i].Logit);
+            else if (data[i].Logit > data[heap.Peek()].Logit) heap.EnqueueDequeue(i, data[i].Logit);
+        }
+        if (_cutSet.Length < k) _cutSet = new LLamaTokenData[k];
+        int c = 0;
+        while (heap.TryDequeue(out int i, out _)) _cutSet[c++] = data[i];
+        return c;
+    }
+
+    private static LLamaToken Selected(ref LLamaTokenDataArrayNative native)
+    {
+        long selected = native.Selected;
+        if (selected < 0 || selected >= native.Data.Length)
+            throw new LlmException("SamplerNoSelection", LlmErrorKind.InvalidOperation,
+                "The sampler chain selected no token; it must end in a picking sampler (greedy or dist).");
+        return native.Data[(int)selected].ID;
+    }
+
+    /// <summary>llama_token_data_array as llama.h lays it out.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NativeArray
+    {
+        public LLamaTokenData* Data;
+        public nuint Size;
+        public long Selected;
+        [MarshalAs(UnmanagedType.I1)] public bool Sorted;
     }
 
     /// <summary>Advances the grammar and the chain past <paramref name="token"/> (which the grammar must allow).</summary>
@@ -122,7 +226,8 @@ public sealed class GrammarConstrainedSampler : IDisposable
             throw new LlmException("GrammarRejectedToken", LlmErrorKind.InvalidOperation,
                 $"Token {(int)token} does not continue the grammar here; it cannot be accepted.");
         _grammar.Accept(token);
-        _chain.Accept(token);
+        _cut.Accept(token);
+        _pick.Accept(token);
         AcceptedTokens++;
         // Keep the bytes of a character still incomplete, to check the next token's bytes continue it validly.
         var piece = _pieces.Bytes[(int)token];
@@ -176,22 +281,6 @@ public sealed class GrammarConstrainedSampler : IDisposable
     {
         if (_candidates.Length < logits.Length) _candidates = new LLamaTokenData[logits.Length];
         for (int i = 0; i < logits.Length; i++) _candidates[i] = new LLamaTokenData(i, logits[i], 0f);
-    }
-
-    /// <summary>Runs a chain over the candidates (already filled, or filtered in place when <paramref name="keep"/>).</summary>
-    private LLamaToken ApplyChain(int n, SafeLLamaSamplerChainHandle chain, bool keep = false)
-    {
-        _ = keep;
-        var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
-        using (LLamaTokenDataArrayNative.Create(arr, out var native))
-        {
-            chain.Apply(ref native);
-            long selected = native.Selected;
-            if (selected < 0 || selected >= native.Data.Length)
-                throw new LlmException("SamplerNoSelection", LlmErrorKind.InvalidOperation,
-                    "The sampler chain selected no token; it must end in a picking sampler (greedy or dist).");
-            return native.Data[(int)selected].ID;
-        }
     }
 
     /// <summary>Each token's bytes as the text shows them (special tokens unrendered), per model, built once.</summary>
@@ -256,7 +345,8 @@ public sealed class GrammarConstrainedSampler : IDisposable
     public void Dispose()
     {
         _grammar.Dispose();
-        if (_ownsChain) _chain.Dispose();
+        _cut.Dispose();
+        _pick.Dispose();
     }
 
     /// <summary>
@@ -281,6 +371,23 @@ public sealed class GrammarConstrainedSampler : IDisposable
                     $"llama.cpp's {name} could not be found in the loaded native library.");
             return f;
         }
+
+        public static void Apply(SafeLLamaSamplerChainHandle chain, ref NativeArray candidates)
+        {
+            var apply = (delegate* unmanaged[Cdecl]<IntPtr, NativeArray*, void>)ApplyExport.Value;
+            bool added = false;
+            try
+            {
+                chain.DangerousAddRef(ref added);
+                fixed (NativeArray* p = &candidates) apply(chain.DangerousGetHandle(), p);
+            }
+            finally
+            {
+                if (added) chain.DangerousRelease();
+            }
+        }
+
+        private static readonly Lazy<IntPtr> ApplyExport = new(() => Export("llama_sampler_apply"));
 
         public static void AddGrammar(SafeLLamaSamplerChainHandle chain, SafeLlamaModelHandle model, string gbnf, string root)
         {
