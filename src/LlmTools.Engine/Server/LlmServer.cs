@@ -68,6 +68,8 @@ public sealed partial class LlmServer
     public DateTime StartedAt { get; } = DateTime.Now;
     public LlmServerOptions Options { get; }
     public bool IsRunning => Volatile.Read(ref _stopped) == 0;
+    /// <summary>Cancelled when the server stops (Start-LlmServer -Wait returns then).</summary>
+    public CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Where each request is reported (Verbose) and server warnings go; replaceable while running (Start-LlmServer -Wait).</summary>
     public IEngineEvents Log { get; set; } = NullEngineEvents.Instance;
