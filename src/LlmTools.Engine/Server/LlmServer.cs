@@ -236,7 +236,9 @@ public sealed partial class LlmServer
             // Fixed here so the prompt can be measured against it before any generation starts.
             ContextSize = contextOptions.ContextSize ?? Math.Min(trained > 0 ? trained : 4096, 4096);
             ContextOptions = contextOptions with { ContextSize = ContextSize };
-            Chat = ChatFormat.ForModel(lease, null, events);
+            Chat = ChatFormat.ForModel(lease, null, NullEngineEvents.Instance);
+            if (Chat.IsTranscript)
+                events.Warning($"'{id}' has no chat template (a base model?): /v1/chat/completions gives it a plain User:/Assistant: transcript.");
         }
 
         public string Id { get; }
