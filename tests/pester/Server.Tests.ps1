@@ -55,9 +55,9 @@ Describe 'Start-LlmServer' {
     }
 
     It 'refuses a non-loopback address without a key, and a taken port, with stable error ids' {
-        { Start-LlmServer -Model $TinyModel -Address 0.0.0.0 -Port 0 } | Should -Throw -ErrorId 'ServerApiKeyRequired,LlmTools.Commands.StartLlmServerCommand' -WarningAction SilentlyContinue
+        { Start-LlmServer -Model $TinyModel -Address 0.0.0.0 -Port 0 } | Should -Throw -ErrorId 'ServerApiKeyRequired,LlmTools.Commands.StartLlmServerCommand'
         $s = Start-LlmServer -Model $TinyModel -Port 0 -ContextSize 512 -WarningAction SilentlyContinue
-        { Start-LlmServer -Model $TinyModel -Port $s.Port } | Should -Throw -ErrorId 'ServerPortUnavailable,LlmTools.Commands.StartLlmServerCommand' -WarningAction SilentlyContinue
+        { Start-LlmServer -Model $TinyModel -Port $s.Port -WarningAction SilentlyContinue } | Should -Throw -ErrorId 'ServerPortUnavailable,LlmTools.Commands.StartLlmServerCommand'
         { Stop-LlmServer -Id 99999 -ErrorAction Stop } | Should -Throw -ErrorId 'ServerNotFound,LlmTools.Commands.StopLlmServerCommand'
     }
 
@@ -70,7 +70,7 @@ Describe 'Start-LlmServer' {
     It '-Wait serves until the pipeline is stopped (Ctrl+C), then stops the server' {
         $ps = [powershell]::Create()
         try {
-            $null = $ps.AddScript('param($m, $module) Import-Module $module; Start-LlmServer -Model $m -Port 0 -ContextSize 512 -Wait').
+            $null = $ps.AddScript('param($m, $module) Import-Module $module; Start-LlmServer -Model $m -Port 0 -ContextSize 512 -Wait -WarningAction SilentlyContinue').
                 AddArgument($TinyModel).AddArgument((Join-Path $ModulePath 'LlmTools.psd1'))
             $async = $ps.BeginInvoke()
             $deadline = [datetime]::UtcNow.AddSeconds(60)
