@@ -86,3 +86,15 @@ Describe 'Start-LlmServer' {
         finally { $ps.Dispose() }
     }
 }
+
+Describe 'Server cmdlet help' {
+    It 'has a synopsis, parameter descriptions and examples for <_>' -ForEach @('Start-LlmServer', 'Get-LlmServer', 'Stop-LlmServer') {
+        $help = Get-Help $_ -Full
+        $help.Synopsis | Should -Not -BeNullOrEmpty
+        $help.Synopsis | Should -Not -Match '^\s*\w+-\w+\s*\[' -Because 'a real synopsis, not the generated syntax'
+        @($help.Examples.Example).Count | Should -BeGreaterThan 0
+        foreach ($p in @($help.Parameters.Parameter | Where-Object { $_ })) {
+            ($p.Description.Text -join '') | Should -Not -BeNullOrEmpty -Because "$_ -$($p.Name) needs a description"
+        }
+    }
+}
