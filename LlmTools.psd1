@@ -29,6 +29,9 @@
         'New-LlmChatSession'
         'Invoke-LlmChat'
         'Start-LlmChat'
+        'Start-LlmServer'
+        'Get-LlmServer'
+        'Stop-LlmServer'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

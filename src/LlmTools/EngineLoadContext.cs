@@ -26,7 +26,37 @@ internal sealed class EngineLoadContext : AssemblyLoadContext
         // The shared contracts must be one copy, PowerShell's: defer to the default context.
         if (name.Name == ContractsAssembly) return null;
         var path = Path.Combine(EngineDirectory, name.Name + ".dll");
-        return File.Exists(path) ? LoadFromAssemblyPath(path) : null;
+        if (File.Exists(path)) return LoadFromAssemblyPath(path);
+        // Kestrel (Start-LlmServer) and the Microsoft.Extensions.* it shares with LLamaSharp come from the ASP.NET Core
+        // shared framework beside the runtime: pwsh itself runs on Microsoft.NETCore.App alone, so its default
+        // context cannot find them.
+        if (AspNetCoreDirectory is { } shared && File.Exists(path = Path.Combine(shared, name.Name + ".dll")))
+            return LoadFromAssemblyPath(path);
+        return null;
+    }
+
+    private static readonly Lazy<string?> AspNetCore = new(FindAspNetCore);
+
+    /// <summary>The Microsoft.AspNetCore.App folder of the running runtime's version (else the newest of its major), or null.</summary>
+    internal static string? AspNetCoreDirectory => AspNetCore.Value;
+
+    private static string? FindAspNetCore()
+    {
+        // .../shared/Microsoft.NETCore.App/10.0.12/System.Private.CoreLib.dll -> .../shared/Microsoft.AspNetCore.App/
+        var runtimeDir = Path.GetDirectoryName(typeof(object).Assembly.Location);
+        var shared = runtimeDir is null ? null : Path.GetDirectoryName(Path.GetDirectoryName(runtimeDir));
+        if (shared is null) return null;
+        var root = Path.Combine(shared, "Microsoft.AspNetCore.App");
+        var exact = Path.Combine(root, Path.GetFileName(runtimeDir)!);
+        if (Directory.Exists(exact)) return exact;
+        if (!Directory.Exists(root)) return null;
+        int major = Environment.Version.Major;
+        return Directory.GetDirectories(root)
+            .Select(d => (Dir: d, Version: Version.TryParse(Path.GetFileName(d).Split('-')[0], out var v) ? v : null))
+            .Where(x => x.Version?.Major == major)
+            .OrderByDescending(x => x.Version)
+            .Select(x => x.Dir)
+            .FirstOrDefault();
     }
 
     /// <summary>Runs when LlmTools.dll is first touched, before any cmdlet type (and its engine types) is reflected.</summary>
@@ -67,7 +97,9 @@ public sealed class ModuleLifetime : IModuleAssemblyInitializer, IModuleAssembly
             Prune(System.Management.Automation.Runspaces.Runspace.DefaultRunspace);
             last = Importers.Count == 0;
         }
-        if (last) ModelCache.Instance.UnloadAll();
+        if (!last) return;
+        LlmTools.Server.LlmServer.StopAll();
+        ModelCache.Instance.UnloadAll();
     }
 
     private static void Prune(System.Management.Automation.Runspaces.Runspace? removing) =>

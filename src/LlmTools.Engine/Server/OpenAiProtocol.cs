@@ -1,0 +1,280 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+
+namespace LlmTools.Server;
+
+/// <summary>A request the server refuses, written as OpenAI's error object with this HTTP status.</summary>
+internal sealed class OpenAiError(int status, string message, string type = "invalid_request_error", string? param = null, string? code = null)
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string Type { get; } = type;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+    /// <summary>Seconds a client should wait before retrying (Retry-After), for 429/503.</summary>
+    public int? RetryAfter { get; init; }
+
+    public static OpenAiError BadRequest(string message, string? param = null, string? code = null) => new(400, message, param: param, code: code);
+
+    /// <summary>{"error":{"message","type","param","code"}}, as OpenAI sends it.</summary>
+    public byte[] ToJson() => OpenAiJson.Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteStartObject("error");
+        w.WriteString("message", Message);
+        w.WriteString("type", Type);
+        if (Param is null) w.WriteNull("param"); else w.WriteString("param", Param);
+        if (Code is null) w.WriteNull("code"); else w.WriteString("code", Code);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
+}
+
+internal static class OpenAiJson
+{
+    private static readonly JsonWriterOptions Options = new()
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public static byte[] Write(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer, Options)) write(w);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public static void WriteUsage(Utf8JsonWriter w, LlmCompletionResult r)
+    {
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", r.PromptTokens);
+        w.WriteNumber("completion_tokens", r.CompletionTokens);
+        w.WriteNumber("total_tokens", r.PromptTokens + r.CompletionTokens);
+        w.WriteStartObject("prompt_tokens_details");
+        w.WriteNumber("cached_tokens", r.CachedPromptTokens);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    /// <summary>OpenAI's finish_reason: "stop" (end of text or a stop sequence), "length" (max_tokens or a full context).</summary>
+    public static string? FinishReason(LlmStopReason reason) => reason switch
+    {
+        LlmStopReason.EndOfText or LlmStopReason.StopString => "stop",
+        LlmStopReason.MaxTokens or LlmStopReason.ContextFull => "length",
+        _ => null,
+    };
+}
+
+/// <summary>What a completion or chat request asks for, read and checked field by field (unknown fields are ignored).</summary>
+internal sealed class OpenAiRequest
+{
+    public string? Model { get; private init; }
+    public bool Stream { get; private init; }
+    public bool IncludeUsage { get; private init; }
+    public bool Echo { get; private init; }
+    /// <summary>max_tokens / max_completion_tokens; null when not given.</summary>
+    public int? MaxTokens { get; private init; }
+    public string? Prompt { get; private init; }
+    public List<LlmChatMessage>? Messages { get; private init; }
+    public required CompletionOptions Options { get; init; }
+
+    public static OpenAiRequest Parse(JsonElement root, bool chat)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw OpenAiError.BadRequest("The request body must be a JSON object.");
+        var r = new Reader(root);
+
+        int n = r.Int("n") ?? 1;
+        if (n != 1) throw OpenAiError.BadRequest($"n {n} is not supported: this server returns one choice per request (send n requests).", "n");
+        if (root.TryGetProperty("logprobs", out var lp) &&
+            (lp.ValueKind == JsonValueKind.True || (lp.ValueKind == JsonValueKind.Number && lp.GetDouble() != 0)))
+            throw OpenAiError.BadRequest("logprobs are not supported by this server.", "logprobs");
+        if (r.Has("tools") && root.GetProperty("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+            throw OpenAiError.BadRequest("tools are not supported by this server yet.", "tools");
+        if (r.Has("functions")) throw OpenAiError.BadRequest("functions are not supported by this server.", "functions");
+        if (r.Has("response_format") && root.GetProperty("response_format") is var format && format.ValueKind == JsonValueKind.Object &&
+            format.TryGetProperty("type", out var ft) && ft.ValueKind == JsonValueKind.String && ft.GetString() != "text")
+            throw OpenAiError.BadRequest($"response_format '{ft.GetString()}' is not supported by this server yet; only 'text'.", "response_format");
+        if (r.Has("logit_bias") && root.GetProperty("logit_bias") is { ValueKind: JsonValueKind.Object } bias && bias.EnumerateObject().Any())
+            throw OpenAiError.BadRequest("logit_bias is not supported by this server.", "logit_bias");
+        if (r.String("suffix") is { Length: > 0 }) throw OpenAiError.BadRequest("suffix (insertion) is not supported by this server.", "suffix");
+        foreach (var penalty in new[] { "frequency_penalty", "presence_penalty" })
+            if (r.Number(penalty) is { } p && p != 0)
+                throw OpenAiError.BadRequest($"{penalty} is not supported by this server yet; use repeat_penalty (llama.cpp's extension, e.g. 1.1) instead.", penalty);
+
+        bool stream = r.Bool("stream") ?? false;
+        bool includeUsage = false;
+        if (r.Has("stream_options") && root.GetProperty("stream_options") is { ValueKind: JsonValueKind.Object } so)
+        {
+            if (!stream) throw OpenAiError.BadRequest("stream_options is only allowed when stream is true.", "stream_options");
+            includeUsage = new Reader(so, "stream_options.").Bool("include_usage") ?? false;
+        }
+
+        string maxName = chat && r.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+        int? maxTokens = r.Int(maxName);
+        if (maxTokens is < 1) throw OpenAiError.BadRequest($"{maxName} {maxTokens} is out of range: use 1 or more.", maxName);
+
+        double temperature = r.Number("temperature") ?? 1;
+        if (temperature < 0) throw OpenAiError.BadRequest($"temperature {temperature} is out of range: use 0 (greedy) or more.", "temperature");
+        double topP = r.Number("top_p") ?? 1;
+        if (topP is <= 0 or > 1) throw OpenAiError.BadRequest($"top_p {topP} is out of range: use more than 0 up to 1.", "top_p");
+        int topK = r.Int("top_k") ?? 0;
+        if (topK < 0) throw OpenAiError.BadRequest($"top_k {topK} is out of range: use 0 (off) or more.", "top_k");
+        double minP = r.Number("min_p") ?? 0;
+        if (minP is < 0 or >= 1) throw OpenAiError.BadRequest($"min_p {minP} is out of range: use 0 (off) up to less than 1.", "min_p");
+        double repeatPenalty = r.Number("repeat_penalty") ?? 1;
+        if (repeatPenalty <= 0) throw OpenAiError.BadRequest($"repeat_penalty {repeatPenalty} is out of range: use more than 0 (1 is off).", "repeat_penalty");
+        int repeatLastN = r.Int("repeat_last_n") ?? 64;
+        if (repeatLastN < 0) throw OpenAiError.BadRequest($"repeat_last_n {repeatLastN} is out of range: use 0 or more.", "repeat_last_n");
+        uint? seed = null;
+        if (r.Long("seed") is { } s)
+        {
+            // -1 means "pick one", as in llama-server; any other value must fit the sampler's 32-bit seed.
+            if (s != -1 && s is < 0 or > uint.MaxValue)
+                throw OpenAiError.BadRequest($"seed {s} is out of range: use 0 to {uint.MaxValue}.", "seed");
+            seed = s == -1 ? null : (uint)s;
+        }
+
+        var stop = new List<string>();
+        if (r.Has("stop"))
+        {
+            var st = root.GetProperty("stop");
+            if (st.ValueKind == JsonValueKind.String) stop.Add(st.GetString()!);
+            else if (st.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var e in st.EnumerateArray())
+                {
+                    if (e.ValueKind != JsonValueKind.String) throw OpenAiError.BadRequest("stop must be a string or an array of strings.", "stop");
+                    stop.Add(e.GetString()!);
+                }
+            }
+            else if (st.ValueKind != JsonValueKind.Null) throw OpenAiError.BadRequest("stop must be a string or an array of strings.", "stop");
+            if (stop.Count > 16) throw OpenAiError.BadRequest($"stop has {stop.Count} sequences; use at most 16.", "stop");
+            if (stop.Any(x => x.Length == 0)) throw OpenAiError.BadRequest("A stop sequence is empty.", "stop");
+        }
+
+        string? prompt = null;
+        List<LlmChatMessage>? messages = null;
+        if (chat) messages = ParseMessages(root);
+        else prompt = ParsePrompt(root);
+
+        return new OpenAiRequest
+        {
+            Model = r.String("model"),
+            Stream = stream,
+            IncludeUsage = includeUsage,
+            Echo = !chat && (r.Bool("echo") ?? false),
+            MaxTokens = maxTokens,
+            Prompt = prompt,
+            Messages = messages,
+            Options = new CompletionOptions
+            {
+                // OpenAI's meaning: temperature 1 and top_p 1 by default, no other truncation, no penalty.
+                Temperature = (float)temperature,
+                TopP = (float)topP,
+                TopK = topK,
+                MinP = (float)minP,
+                RepeatPenalty = (float)repeatPenalty,
+                RepeatLastN = repeatLastN,
+                Seed = seed,
+                Stop = stop,
+                MaxTokens = maxTokens ?? CompletionOptions.DefaultMaxTokens,
+            },
+        };
+    }
+
+    private static string ParsePrompt(JsonElement root)
+    {
+        if (!root.TryGetProperty("prompt", out var p) || p.ValueKind == JsonValueKind.Null)
+            throw OpenAiError.BadRequest("prompt is required.", "prompt");
+        if (p.ValueKind == JsonValueKind.String) return p.GetString()!;
+        if (p.ValueKind == JsonValueKind.Array && p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String) return p[0].GetString()!;
+        throw OpenAiError.BadRequest("prompt must be a string (or an array of one string); token arrays and several prompts per request are not supported.", "prompt");
+    }
+
+    private static List<LlmChatMessage> ParseMessages(JsonElement root)
+    {
+        if (!root.TryGetProperty("messages", out var arr) || arr.ValueKind != JsonValueKind.Array || arr.GetArrayLength() == 0)
+            throw OpenAiError.BadRequest("messages is required: a non-empty array of {role, content} objects.", "messages");
+        var list = new List<LlmChatMessage>();
+        int i = 0;
+        foreach (var m in arr.EnumerateArray())
+        {
+            string param = $"messages[{i++}]";
+            if (m.ValueKind != JsonValueKind.Object) throw OpenAiError.BadRequest($"{param} must be an object with role and content.", param);
+            if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                throw OpenAiError.BadRequest($"{param}.role is required.", param + ".role");
+            string r = role.GetString()!;
+            r = r switch
+            {
+                "developer" => "system", // OpenAI's newer name for the system message
+                "system" or "user" or "assistant" => r,
+                _ => throw OpenAiError.BadRequest($"{param}.role '{r}' is not supported: use system, developer, user or assistant.", param + ".role"),
+            };
+            string content = "";
+            if (m.TryGetProperty("content", out var c))
+            {
+                if (c.ValueKind == JsonValueKind.String) content = c.GetString()!;
+                else if (c.ValueKind == JsonValueKind.Array)
+                {
+                    var sb = new StringBuilder();
+                    foreach (var part in c.EnumerateArray())
+                    {
+                        if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var t) || t.GetString() != "text" ||
+                            !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+                            throw OpenAiError.BadRequest($"{param}.content: only text parts are supported.", param + ".content");
+                        sb.Append(text.GetString());
+                    }
+                    content = sb.ToString();
+                }
+                else if (c.ValueKind != JsonValueKind.Null)
+                    throw OpenAiError.BadRequest($"{param}.content must be a string or an array of text parts.", param + ".content");
+            }
+            list.Add(new LlmChatMessage(r, content));
+        }
+        return list;
+    }
+
+    /// <summary>Typed access to optional fields; a field of the wrong type is a 400 naming it. null counts as absent.</summary>
+    private readonly struct Reader(JsonElement obj, string prefix = "")
+    {
+        public bool Has(string name) => obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
+
+        private JsonElement? Get(string name, JsonValueKind kind, string what)
+        {
+            if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+            if (v.ValueKind != kind && !(kind == JsonValueKind.True && v.ValueKind == JsonValueKind.False))
+                throw OpenAiError.BadRequest($"{prefix}{name} must be {what}.", prefix + name);
+            return v;
+        }
+
+        public string? String(string name) => Get(name, JsonValueKind.String, "a string")?.GetString();
+        public bool? Bool(string name) => Get(name, JsonValueKind.True, "true or false")?.GetBoolean();
+
+        public double? Number(string name)
+        {
+            var v = Get(name, JsonValueKind.Number, "a number");
+            if (v is null) return null;
+            double d = v.Value.GetDouble();
+            if (!double.IsFinite(d)) throw OpenAiError.BadRequest($"{prefix}{name} must be a finite number.", prefix + name);
+            return d;
+        }
+
+        public long? Long(string name)
+        {
+            var v = Get(name, JsonValueKind.Number, "an integer");
+            if (v is null) return null;
+            if (!v.Value.TryGetInt64(out long l)) throw OpenAiError.BadRequest($"{prefix}{name} must be an integer.", prefix + name);
+            return l;
+        }
+
+        public int? Int(string name)
+        {
+            var l = Long(name);
+            if (l is null) return null;
+            if (l is < int.MinValue or > int.MaxValue) throw OpenAiError.BadRequest($"{prefix}{name} {l} is out of range.", prefix + name);
+            return (int)l;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+using LlmTools.Interop;
+using Microsoft.Extensions.AI;
+using Xunit;
+
+namespace LlmTools.Engine.Tests;
+
+/// <summary>The engine as Microsoft.Extensions.AI's IChatClient, driven through ChatClientBuilder as a .NET app would.</summary>
+public class ChatClientTests
+{
+    private static readonly ContextOptions Context = new() { Threads = 1, ContextSize = 512 };
+
+    private static string ExpectedGreedy(string system, string user, int maxTokens)
+    {
+        using var lease = ModelCache.Instance.Acquire(ServerModels.ChatModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        var format = ChatFormat.ForModel(lease, null, NullEngineEvents.Instance);
+        var prompt = format.Render([new LlmChatMessage("system", system), new LlmChatMessage("user", user)], true);
+        var options = new CompletionOptions
+        {
+            Temperature = 0, MaxTokens = maxTokens, Stop = format.StopStrings, StopTokenIds = format.StopTokenIds, AddBos = format.AddBos(prompt),
+        };
+        return CompletionEngine.Complete(lease, prompt, options, Context, NullEngineEvents.Instance, default).Text;
+    }
+
+    [Fact]
+    public async Task ChatClientBuilderPipelineGetsTheEnginesGreedyReply()
+    {
+        using var inner = new LlmChatClient(ServerModels.ChatModelPath, Context);
+        // Middleware from Microsoft.Extensions.AI sets the options, as an application's pipeline would.
+        using var client = new ChatClientBuilder(inner)
+            .ConfigureOptions(o => { o.Temperature = 0; o.MaxOutputTokens = 24; })
+            .Build();
+        List<ChatMessage> messages = [new(ChatRole.System, "You are brief."), new(ChatRole.User, "Tell me a story")];
+        var expected = ExpectedGreedy("You are brief.", "Tell me a story", 24);
+
+        var response = await client.GetResponseAsync(messages);
+        Assert.Equal(expected, response.Text);
+        Assert.Equal(ChatRole.Assistant, response.Messages.Single().Role);
+        Assert.NotNull(response.FinishReason);
+        Assert.True(response.Usage!.InputTokenCount > 10);
+        Assert.Equal(response.Usage.InputTokenCount + response.Usage.OutputTokenCount, response.Usage.TotalTokenCount);
+        Assert.Equal("tiny-chat-test", response.ModelId);
+
+        var updates = new List<ChatResponseUpdate>();
+        await foreach (var u in client.GetStreamingResponseAsync(messages)) updates.Add(u);
+        Assert.Equal(expected, string.Concat(updates.Select(u => u.Text)));
+        Assert.Equal(response.FinishReason, updates[^1].FinishReason);
+        var streamed = updates.ToChatResponse();
+        Assert.Equal(expected, streamed.Text);
+        Assert.Equal(response.Usage.OutputTokenCount, streamed.Usage!.OutputTokenCount);
+
+        Assert.Equal("tiny-chat-test", client.GetService<ChatClientMetadata>()!.DefaultModelId);
+    }
+
+    [Fact]
+    public async Task MaxOutputTokensEndsWithLengthAndToolsAreRefused()
+    {
+        using var client = new ChatClientBuilder(new LlmChatClient(TestFiles.TinyModelPath, Context)).Build();
+        var response = await client.GetResponseAsync("Hello", new ChatOptions { Temperature = 0, MaxOutputTokens = 3 });
+        Assert.Equal(ChatFinishReason.Length, response.FinishReason);
+        Assert.Equal(3, response.Usage!.OutputTokenCount);
+        var e = await Assert.ThrowsAsync<LlmException>(() => client.GetResponseAsync("Hello",
+            new ChatOptions { Tools = [AIFunctionFactory.Create(() => 42, "answer")] }));
+        Assert.Equal("ChatOptionNotSupported", e.ErrorId);
+    }
+}
