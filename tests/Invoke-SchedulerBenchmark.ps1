@@ -37,9 +37,12 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
-if ($Quick) { $Rounds = 3; $ParallelRounds = 1; $StressTokens = 8 }
+# Quick checks the benchmark itself: every part runs, on fewer and smaller requests.
+if ($Quick) { $Rounds = 3; $ParallelRounds = 1; $ParallelCallers = 4; $StressRunspaces = 4; $StressPrompts = 2; $StressTokens = 8 }
 $calls = [Math]::Max(10, $Rounds)   # the 1st vs 10th call needs ten calls
 New-Item -ItemType Directory -Force $OutDir | Out-Null
+# Full paths: the runspaces below and llama.cpp's tools do not share this one's location.
+$ModulePath = (Resolve-Path $ModulePath).Path; $OutDir = (Resolve-Path $OutDir).Path; $Model = (Resolve-Path $Model).Path
 $psd1 = Join-Path $ModulePath 'LlmTools.psd1'
 Import-Module $psd1 -Force
 $backend = Get-LlmBackend
@@ -85,9 +88,14 @@ function Invoke-LlamaBench([int] $promptTokens) {
     $json = & (Join-Path $ToolsDir 'llama-bench') -m $Model -t $Threads -pg "2,$GenerateTokens" -pg "$promptTokens,1" -p 0 -n 0 -r 1 -o json 2>$null
     if ($LASTEXITCODE -ne 0) { throw "llama-bench failed (exit $LASTEXITCODE)" }
     $runs = ($json -join "`n") | ConvertFrom-Json
+    $gen = $runs | Where-Object { $_.n_gen -eq $GenerateTokens }; $pp = $runs | Where-Object { $_.n_gen -eq 1 }
+    # -pg N,1 counts N+1 tokens over N prompt tokens and one more decode; a 2-token decode costs about one step, so
+    # one step is the -pg 2,64 time over 65. Taking that step off gives the prompt speed alone, as the cmdlet reports it.
+    $step = $gen.avg_ns / ($GenerateTokens + 1)
     [pscustomobject]@{
-        GenTps    = ($runs | Where-Object { $_.n_gen -eq $GenerateTokens }).avg_ts
-        PromptTps = ($runs | Where-Object { $_.n_gen -eq 1 }).avg_ts
+        GenTps       = $gen.avg_ts
+        PromptTpsRaw = $pp.avg_ts
+        PromptTps    = $promptTokens / (($pp.avg_ns - $step) / 1e9)
     }
 }
 function Invoke-BatchedBench {
@@ -131,10 +139,11 @@ for ($i = 1; $i -le $calls; $i++) {
             'Gen ratio' = [Math]::Round($gen.TokensPerSecond / $lb.GenTps, 3)
             'Prompt tok/s' = [Math]::Round($pp.PromptTokensPerSecond, 1); 'llama-bench prompt tok/s' = [Math]::Round($lb.PromptTps, 1)
             'Prompt ratio' = [Math]::Round($pp.PromptTokensPerSecond / $lb.PromptTps, 3)
+            'llama-bench pg N,1 t/s (raw)' = [Math]::Round($lb.PromptTpsRaw, 1)
         })
     }
 }
-Write-Host "(a) Separate Invoke-LlmCompletion calls, $GenerateTokens new tokens each (greedy), in call order:"
+Write-Host "(a) Separate Invoke-LlmCompletion calls in call order: $GenerateTokens new tokens from a short prompt (Gen), then one from a ~$PromptWords-word prompt (Prompt); ProcessThreads: OS threads of this pwsh after both:"
 $callRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 $first = $callRows[0].'Gen tok/s'; $tenth = $callRows[9].'Gen tok/s'
 $separate = [ordered]@{
@@ -144,7 +153,7 @@ $separate = [ordered]@{
 if ($roundRows.Count -gt 0) {
     $separate.GenRatioMedian = [Math]::Round((Get-Median $roundRows.'Gen ratio'), 3)
     $separate.PromptRatioMedian = [Math]::Round((Get-Median $roundRows.'Prompt ratio'), 3)
-    Write-Host "Interleaved with llama-bench -t $Threads -pg 2,$GenerateTokens -pg N,1 on the same file (one round per call):"
+    Write-Host "Interleaved with llama-bench -t $Threads -pg 2,$GenerateTokens -pg N,1 -r 1 on the same file (one round per call; llama-bench's prompt tok/s is N over the -pg N,1 time less one generation step):"
     $roundRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 }
 Write-Host ("10th call vs 1st: {0:N1} vs {1:N1} tok/s ({2:N2}x); median of per-round ratios vs llama-bench: generation {3}, prompt {4}" -f
@@ -263,7 +272,8 @@ if (Test-Path $stories) {
     $stressRow.Stories260K = [ordered]@{ Expected = $s.Expected; Returned = $s.Returned; Failed = $s.Failed; SameAsOneAtATime = $same; Compared = $compared }
 }
 Write-Host "(c) $StressRunspaces runspaces x $StressPrompts piped prompts, $StressTokens new tokens each:"
-[pscustomobject]$stressRow | Select-Object * -ExcludeProperty Errors, Stories260K | Format-Table -AutoSize | Out-String -Width 220 | Write-Host
+[pscustomobject]$stressRow | Format-Table -AutoSize -Property Expected, Returned, Failed, Seconds, RssBeforeMB, RssPeakMB, RssAfterMB, ThreadsBefore, ThreadsAfter |
+    Out-String -Width 220 | Write-Host
 if ($stress.Errors) { Write-Host "  errors: $($stress.Errors -join ' | ')" }
 if ($stressRow.Stories260K) {
     $t = $stressRow.Stories260K
