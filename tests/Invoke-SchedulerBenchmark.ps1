@@ -71,7 +71,9 @@ if ($ToolsDir -and ($toolNames | ForEach-Object { Test-Path -PathType Leaf (Join
             New-Item -ItemType SymbolicLink -Path $link -Target $lib.FullName | Out-Null
         }
     }
-    $env:LD_LIBRARY_PATH = $links
+    # Libraries of the tools' own that LLamaSharp does not ship (libllama-common) may sit in a lib folder beside bin.
+    $ownLibs = Join-Path (Split-Path $ToolsDir) 'lib'
+    $env:LD_LIBRARY_PATH = if (Test-Path $ownLibs) { "$links`:$ownLibs" } else { $links }
     $bench = Join-Path $ToolsDir 'llama-bench'
     # Which files the loader picks: the record shows that the tools ran on the module's libraries.
     $resolved = @(& ldd $bench | Where-Object { $_ -match 'lib(llama|ggml[-a-z]*)\.so' } | ForEach-Object {
