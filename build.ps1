@@ -25,7 +25,7 @@ param(
     [string] $Configuration = 'Release',
     # Adds LLamaSharp.Backend.Cuda12 (where the NuGet registry serves it).
     [switch] $Cuda,
-    # Extra arguments for tests/Invoke-Benchmark.ps1 (e.g. '-Quick').
+    # Extra arguments for tests/Invoke-Benchmark.ps1 (e.g. '-Quick', or '-Sections Scheduler' for issue 8's yardsticks).
     [string[]] $BenchArguments = @(),
     # Run: the model to run, a Hub reference or a .gguf path (default Qwen/Qwen2.5-0.5B-Instruct-GGUF, from the Hub).
     [string] $Model,
@@ -130,8 +130,10 @@ function Invoke-Test {
 function Invoke-Bench {
     Invoke-Build
     Invoke-Dotnet build (Join-Path $root 'tests/LlmTools.Benchmarks') -c $Configuration -nologo -v q
+    # pwsh -File binds each argument as given: '-Sections Scheduler' in one string must become two.
+    $benchArgs = @($BenchArguments | ForEach-Object { $_ -split '\s+' } | Where-Object { $_ })
     & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root 'tests/Invoke-Benchmark.ps1') `
-        -ModulePath $moduleDir -OutDir (Join-Path $out 'bench') -Configuration $Configuration @BenchArguments
+        -ModulePath $moduleDir -OutDir (Join-Path $out 'bench') -Configuration $Configuration @benchArgs
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
 }
 

@@ -7,6 +7,11 @@
     model file and thread count, rounds interleaved so that the machine's noise hits all three alike. Also the
     per-call overhead of the cmdlet over 100 short prompts on a cached model. Prints a table and writes
     bench.json and bench.svg. Compare the ratios within one run, never absolute numbers across runs.
+    Scheduler (issue 8's yardsticks: separate calls, concurrent runspaces, 16 runspaces x 4 prompts, next to
+    llama.cpp's llama-bench and llama-batched-bench when $env:LLAMA_CPP_TOOLS names a folder with them) runs first,
+    in a process of its own: tests/Invoke-SchedulerBenchmark.ps1.
+.EXAMPLE
+    ./build.ps1 -Task Bench -BenchArguments '-Sections', 'Scheduler'
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
@@ -23,14 +28,17 @@ param(
     [int] $PrefixWords = 190,
     [int] $PrefixPrompts = 32,
     [int] $StabilityCompletions = 1000,
-    # Which parts to run (all by default).
-    [ValidateSet('Speed', 'Overhead', 'Batch', 'Prefix', 'Stability')]
-    [string[]] $Sections = @('Speed', 'Overhead', 'Batch', 'Prefix', 'Stability'),
+    # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Stability.
+    [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Stability'),
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
     [switch] $Quick
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
+# pwsh -File passes 'Scheduler,Speed' as one string.
+$Sections = @($Sections -split ',' | ForEach-Object Trim | Where-Object { $_ })
+$unknown = $Sections | Where-Object { $_ -notin 'Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Stability' }
+if ($unknown) { throw "Unknown section(s): $($unknown -join ', '). Use Scheduler, Speed, Overhead, Batch, Prefix, Stability." }
 $rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
 New-Item -ItemType Directory -Force $OutDir | Out-Null
 Import-Module (Join-Path $ModulePath 'LlmTools.psd1') -Force
@@ -60,6 +68,25 @@ Write-Host ("Model: {0} ({1:N0} parameters, {2}, {3:N0} MB), {4} threads, backen
     (Split-Path $model -Leaf), $info.ParameterCount, $info.FileType, ($info.SizeBytes / 1MB), $Threads, $backend.Variant)
 
 $contextSize = 1024
+$scheduler = $null
+if ('Scheduler' -in $Sections) {
+    # A process of its own: its first completion is that process's first decode, and the threads its runspaces leave
+    # behind cannot slow the sections below.
+    $schedulerArgs = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot 'Invoke-SchedulerBenchmark.ps1'),
+        '-ModulePath', $ModulePath, '-OutDir', $OutDir, '-Model', $model, '-Threads', $Threads, '-ContextSize', $contextSize)
+    if ($Quick) { $schedulerArgs += '-Quick' }
+    $host_ = [Environment]::ProcessPath
+    if ((Split-Path $host_ -LeafBase) -eq 'dotnet') { & $host_ (Join-Path $PSHOME 'pwsh.dll') @schedulerArgs } else { & $host_ @schedulerArgs }
+    if ($LASTEXITCODE -ne 0) { throw "The scheduler section failed (exit $LASTEXITCODE)." }
+    $scheduler = Get-Content (Join-Path $OutDir 'scheduler.json') -Raw | ConvertFrom-Json
+    if (-not ($Sections -ne 'Scheduler')) {
+        [ordered]@{ Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
+            FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Scheduler = $scheduler } |
+            ConvertTo-Json -Depth 8 | Set-Content (Join-Path $OutDir 'bench.json')
+        Write-Host "Figures: $(Join-Path $OutDir 'bench.json')"
+        return
+    }
+}
 $direct::Load($model, $Threads, $contextSize)
 Import-LlmModel -Model $model -Threads $Threads -ContextSize $contextSize | Out-Null
 
@@ -231,10 +258,11 @@ $report = [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
     FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Rounds = $rows; Summary = $summary
     Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Stability = $stability; RssSeries = $rss
+    Scheduler = $scheduler
 }
-$report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json')
+$report | ConvertTo-Json -Depth 8 | Set-Content (Join-Path $OutDir 'bench.json')
 
-if ($summary.Count -eq 0) { $report | ConvertTo-Json -Depth 5 | Set-Content (Join-Path $OutDir 'bench.json'); return }
+if ($summary.Count -eq 0) { return }
 # A bar chart a person can open: tokens per second of each path, prompt and generation.
 $w = 720; $h = 360; $left = 70; $barW = 60; $maxV = [math]::Max(1, ($summary | ForEach-Object { $_.'Prompt tok/s'; $_.'Gen tok/s' } | Measure-Object -Maximum).Maximum)
 $colors = @{ a = '#1f77b4'; b = '#ff7f0e'; c = '#2ca02c' }
