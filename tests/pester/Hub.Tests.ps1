@@ -115,7 +115,7 @@ Describe 'Models from the Hub' {
         $env:HF_HUB_OFFLINE = '1'
         try {
             $before = $Hub.Requests.Count
-            (Invoke-LlmCompletion 'Once' -Model 'test-org/stories-GGUF' -MaxTokens 2).CompletionTokens | Should -Be 2
+            (Invoke-LlmCompletion 'Once' -Model 'test-org/stories-GGUF' -MaxTokens 2 -Temperature 0).CompletionTokens | Should -Be 2
             { Invoke-LlmCompletion 'Once' -Model 'test-org/never-GGUF' } | Should -Throw -ErrorId 'HubNotCached,LlmTools.Commands.InvokeLlmCompletionCommand'
             $Hub.Requests.Count | Should -Be $before
         } finally { Remove-Item Env:HF_HUB_OFFLINE }
