@@ -44,6 +44,42 @@ public sealed class LlmChatReply
     public required double PromptTokensPerSecond { get; init; }
     public required double TokensPerSecond { get; init; }
     public required uint? Seed { get; init; }
+    /// <summary>The stop string that ended the reply, when StopReason is StopString (the end-of-turn marker never is one).</summary>
+    public string? StopString { get; init; }
+    public string ModelPath { get; init; } = "";
+    public int ContextSize { get; init; }
+    public int Threads { get; init; }
+    public TimeSpan PromptDuration { get; init; }
+    public TimeSpan GenerationDuration { get; init; }
+
+    /// <summary>With -JsonSchema: the reply parsed as JSON (as ConvertFrom-Json gives it); null otherwise.</summary>
+    public object? Value { get; set; }
+
+    /// <summary>The reply made from a completion of the rendered conversation: the one place both are built from.</summary>
+    public static LlmChatReply From(LlmCompletionResult r, string message, int turn, string? text = null) => new()
+    {
+        Text = text ?? r.Text,
+        Message = message,
+        Turn = turn,
+        Model = r.Model,
+        ModelPath = r.ModelPath,
+        PromptTokens = r.PromptTokens,
+        CachedPromptTokens = r.CachedPromptTokens,
+        CompletionTokens = r.CompletionTokens,
+        StopReason = r.StopReason,
+        StopString = r.StopString,
+        LoadDuration = r.LoadDuration,
+        PromptDuration = r.PromptDuration,
+        TimeToFirstToken = r.TimeToFirstToken,
+        GenerationDuration = r.GenerationDuration,
+        TotalDuration = r.TotalDuration,
+        PromptTokensPerSecond = r.PromptTokensPerSecond,
+        TokensPerSecond = r.TokensPerSecond,
+        Seed = r.Seed,
+        ContextSize = r.ContextSize,
+        Threads = r.Threads,
+        Value = r.Value,
+    };
 
     public override string ToString() => Text;
 }

@@ -85,4 +85,6 @@ public sealed record CompletionOptions
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     /// <summary>Whether to put BOS in front; null follows the model's metadata (a rendered chat often has it already).</summary>
     public bool? AddBos { get; init; }
+    /// <summary>A GBNF grammar (llama.cpp's format, root rule "root") the generated text must follow; null for none.</summary>
+    public string? Grammar { get; init; }
 }

@@ -32,6 +32,8 @@ public sealed class LlmCompletionResult
     public required uint? Seed { get; init; }
     public required int ContextSize { get; init; }
     public required int Threads { get; init; }
+    /// <summary>With -JsonSchema: the text parsed as JSON (as ConvertFrom-Json gives it); null otherwise.</summary>
+    public object? Value { get; set; }
 
     public override string ToString() => Text;
 }

@@ -37,8 +37,27 @@ public abstract class GenerationCmdlet : ModelCmdlet
     [Parameter]
     public string[] Stop { get; set; } = [];
 
+    /// <summary>
+    /// A JSON schema the output must follow: a JSON string, a hashtable (or ordered dictionary, or PSCustomObject) of
+    /// the schema, or a .NET or PowerShell class whose public properties give it. The text is guaranteed to parse as
+    /// JSON valid against it; the result's Value holds the parsed object.
+    /// </summary>
+    [Parameter]
+    public object? JsonSchema { get; set; }
+
+    /// <summary>A GBNF grammar (llama.cpp's format, rule "root" first) the output must follow.</summary>
+    [Parameter]
+    public string? Grammar { get; set; }
+
+    /// <summary>With -JsonSchema: write only the parsed object (an error when generation stopped before the JSON was complete).</summary>
+    [Parameter]
+    public SwitchParameter AsObject { get; set; }
+
     /// <summary>The options as given, checked; an out-of-range value ends the call with an error naming the range.</summary>
     protected CompletionOptions Options { get; private set; } = new();
+
+    /// <summary>Whether the output is JSON to parse into Value (-JsonSchema).</summary>
+    protected bool ParsesJson => JsonSchema is not null;
 
     protected override void BeginProcessing()
     {
@@ -57,11 +76,38 @@ public abstract class GenerationCmdlet : ModelCmdlet
         try
         {
             CompletionEngine.ValidateOptions(Options);
+            if (JsonSchema is not null && Grammar is not null)
+                throw new LlmException("GrammarConflict", LlmErrorKind.InvalidArgument,
+                    "-JsonSchema and -Grammar both constrain the output: give one of them.");
+            if (AsObject && JsonSchema is null)
+                throw new LlmException("AsObjectNeedsJsonSchema", LlmErrorKind.InvalidArgument,
+                    "-AsObject writes the parsed JSON value: give -JsonSchema too.");
+            string? gbnf = JsonSchema is not null ? StructuredOutput.GrammarFor(JsonSchema) : Grammar;
+            if (gbnf is not null)
+            {
+                LlmTools.Engine.Grammar.GbnfGrammar.Parse(gbnf); // a bad grammar ends the call here, never in native code
+                Options = Options with { Grammar = gbnf };
+            }
         }
         catch (LlmException e)
         {
             ThrowLlmError(e);
         }
+    }
+
+    /// <summary>The object to write for a result: with -JsonSchema its Value is filled; with -AsObject only the value.</summary>
+    protected object? Shape(object result, string text, LlmStopReason stop, Action<object?> setValue)
+    {
+        if (!ParsesJson) return result;
+        object? value = null;
+        bool complete = stop is LlmStopReason.EndOfText or LlmStopReason.StopString;
+        if (complete && StructuredOutput.TryParse(text, out value)) setValue(value);
+        else complete = false;
+        if (!AsObject) return result;
+        if (!complete)
+            throw new LlmException("JsonIncomplete", LlmErrorKind.LimitsExceeded,
+                $"Generation stopped ({stop}) before the JSON value was complete, so there is no object to write. Raise -MaxTokens.", text);
+        return value;
     }
 }
 
@@ -212,7 +258,7 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
             var result = RunEngine((events, cancel) =>
                 CompletionEngine.Complete(_lease!, prompt, options, ContextOptions, events, cancel, PrefixText), Stream);
             if (Stream) Host.UI.WriteLine();
-            WriteObject(ResultFor(input, result));
+            WriteShaped(input, result);
         }
         catch (LlmException e)
         {
@@ -249,6 +295,24 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
         WriteReady();
     }
 
+    private void WriteShaped(string input, LlmCompletionResult result)
+    {
+        var written = ResultFor(input, result);
+        try
+        {
+            var shaped = Shape(written, result.Text, result.StopReason, v =>
+            {
+                result.Value = v;
+                if (written is LlmChatReply reply) reply.Value = v;
+            });
+            if (shaped is not null) WriteObject(shaped);
+        }
+        catch (LlmException e)
+        {
+            WriteLlmError(e);
+        }
+    }
+
     /// <summary>Waits for what is in flight and writes it.</summary>
     private void Flush()
     {
@@ -269,7 +333,7 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
         foreach (var output in _pipeline.TakeReady())
         {
             if (output.Error is { } e) WriteLlmError(e);
-            else WriteObject(ResultFor((string?)output.State ?? "", output.Result!));
+            else WriteShaped((string?)output.State ?? "", output.Result!);
         }
     }
 

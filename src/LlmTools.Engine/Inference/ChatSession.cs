@@ -60,7 +60,9 @@ public sealed class ChatSession : IDisposable
 
     /// <summary>Sends a user message and returns the reply, which joins the conversation.</summary>
     /// <param name="trimHistory">Drop the oldest exchanges when the conversation no longer fits the context.</param>
-    public LlmChatReply Send(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory = false)
+    /// <param name="adjust">Changes the session's sampling options for this turn only (Invoke-LlmChat -Session -Temperature 0.2).</param>
+    public LlmChatReply Send(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory = false,
+        Func<CompletionOptions, CompletionOptions>? adjust = null)
     {
         EnterBusy();
         try
@@ -69,7 +71,7 @@ public sealed class ChatSession : IDisposable
             _messages.Add(new LlmChatMessage("user", message));
             try
             {
-                return Answer(message, events, cancel, trimHistory);
+                return Answer(message, events, cancel, trimHistory, adjust);
             }
             catch
             {
@@ -83,7 +85,8 @@ public sealed class ChatSession : IDisposable
         }
     }
 
-    private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory)
+    private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory,
+        Func<CompletionOptions, CompletionOptions>? adjust)
     {
         var model = _lease.Model;
         string prompt;
@@ -98,7 +101,8 @@ public sealed class ChatSession : IDisposable
                     "-TrimHistory in Invoke-LlmChat), start over (/reset), or use a larger -ContextSize.", count);
             events.Warning("The conversation outgrew the context: the oldest exchange was dropped.");
         }
-        var options = Options with { AddBos = Format.AddBos(prompt) };
+        var options = (adjust is null ? Options : adjust(Options)) with { AddBos = Format.AddBos(prompt) };
+        if (adjust is not null) CompletionEngine.ValidateOptions(options);
         var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration());
         var result = model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, ContextSize, _threads, events, cancel) { Session = _sequence });
         if (result.StopReason != LlmStopReason.Cancelled || result.Text.Length > 0)
@@ -106,23 +110,7 @@ public sealed class ChatSession : IDisposable
         else
             _messages.RemoveAt(_messages.Count - 1);
         TokensUsed = result.PromptTokens + result.CompletionTokens;
-        return new LlmChatReply
-        {
-            Text = result.Text,
-            Message = message,
-            Turn = Turns,
-            Model = Model,
-            PromptTokens = result.PromptTokens,
-            CachedPromptTokens = result.CachedPromptTokens,
-            CompletionTokens = result.CompletionTokens,
-            StopReason = result.StopReason,
-            LoadDuration = result.LoadDuration,
-            TimeToFirstToken = result.TimeToFirstToken,
-            TotalDuration = result.TotalDuration,
-            PromptTokensPerSecond = result.PromptTokensPerSecond,
-            TokensPerSecond = result.TokensPerSecond,
-            Seed = result.Seed,
-        };
+        return LlmChatReply.From(result, message, Turns);
     }
 
     /// <summary>Drops the oldest user message and the replies after it (the system prompt stays). False when nothing can go.</summary>

@@ -656,9 +656,16 @@ internal sealed class ModelScheduler
                 Finish(job);
                 continue;
             }
-            var token = job.Sequence.Sampler.Sample(_ctx!.Handle, logitIndex[i]);
-            if (job.Sequence.Accept(token, job.Events)) job.Pending = token;
-            else Finish(job);
+            try
+            {
+                var token = job.Sequence.Sample(_ctx!.Handle, logitIndex[i]);
+                if (job.Sequence.Accept(token, job.Events)) job.Pending = token;
+                else Finish(job);
+            }
+            catch (LlmException error)
+            {
+                Fail(job, error); // a grammar with no way on, say: this sequence only
+            }
         }
     }
 

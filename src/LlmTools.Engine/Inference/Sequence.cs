@@ -36,6 +36,11 @@ internal sealed class Sequence : IDisposable
         Sampler = BuildSampler(options, Seed);
         foreach (var t in Tokens.AsSpan(Math.Max(0, Tokens.Length - options.RepeatLastN)))
             Sampler.Accept(t);
+        if (options.Grammar is { } gbnf)
+        {
+            // The grammar is checked after the other samplers cut the candidates (llama.cpp #4218); it owns a clone of the chain.
+            _grammar = Grammar.GrammarConstrainedSampler.Create(model.Handle, gbnf, Sampler, ownsChain: false);
+        }
         _maxStop = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
         Position = Tokens.Length;
     }
@@ -48,6 +53,16 @@ internal sealed class Sequence : IDisposable
     public LLamaToken[] Tokens { get; }
     public uint? Seed { get; }
     public SafeLLamaSamplerChainHandle Sampler { get; }
+    private readonly Grammar.GrammarConstrainedSampler? _grammar;
+
+    /// <summary>Picks the next token from the logits of the last decode (within the grammar, when there is one).</summary>
+    public LLamaToken Sample(SafeLLamaContextHandle context, int logitIndex)
+    {
+        if (_grammar is null) return Sampler.Sample(context, logitIndex);
+        var token = _grammar.Sample(context, logitIndex);
+        _grammar.Accept(token);
+        return token;
+    }
     /// <summary>Prompt tokens whose KV state was reused rather than evaluated.</summary>
     public int Reused { get; set; }
     /// <summary>Position the next generated token takes in the sequence.</summary>
@@ -150,7 +165,11 @@ internal sealed class Sequence : IDisposable
         };
     }
 
-    public void Dispose() => Sampler.Dispose();
+    public void Dispose()
+    {
+        _grammar?.Dispose();
+        Sampler.Dispose();
+    }
 
     private static SafeLLamaSamplerChainHandle BuildSampler(CompletionOptions o, uint? seed)
     {

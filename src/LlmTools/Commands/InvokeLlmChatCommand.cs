@@ -52,7 +52,8 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
     {
         if (ParameterSetName == SessionSet)
         {
-            foreach (var name in new[] { "MaxTokens", "Temperature", "TopK", "TopP", "MinP", "RepeatPenalty", "Seed", "Stop", "ContextSize", "Threads", "GpuLayers" })
+            // The context and the loaded weights belong to the session; sampling and length can change for a turn.
+            foreach (var name in new[] { "ContextSize", "Threads", "GpuLayers" })
                 if (MyInvocation.BoundParameters.ContainsKey(name))
                     ThrowLlmError(new LlmException("ChatSessionOptionsFixed", LlmErrorKind.InvalidArgument,
                         $"-{name} belongs to the session: give it to New-LlmChatSession.", name));
@@ -73,14 +74,39 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
             try
             {
                 var session = Session!;
-                WriteObject(RunEngine((events, cancel) => session.Send(m, events, cancel, TrimHistory), Stream));
+                var adjust = TurnOptions(session);
+                var reply = RunEngine((events, cancel) => session.Send(m, events, cancel, TrimHistory, adjust), Stream);
                 if (Stream) Host.UI.WriteLine();
+                var shaped = Shape(reply, reply.Text, reply.StopReason, v => reply.Value = v);
+                if (shaped is not null) WriteObject(shaped);
             }
             catch (LlmException e)
             {
                 WriteLlmError(e);
             }
         }
+    }
+
+    /// <summary>The sampling options given for this call, over the session's own; null when none was given.</summary>
+    private Func<CompletionOptions, CompletionOptions>? TurnOptions(ChatSession session)
+    {
+        var bound = MyInvocation.BoundParameters;
+        var given = Options;
+        var formatStops = session.Format.StopStrings;
+        if (!new[] { "MaxTokens", "Temperature", "TopK", "TopP", "MinP", "RepeatPenalty", "Seed", "Stop", "JsonSchema", "Grammar" }.Any(bound.ContainsKey))
+            return null;
+        return o => o with
+        {
+            MaxTokens = bound.ContainsKey("MaxTokens") ? given.MaxTokens : o.MaxTokens,
+            Temperature = bound.ContainsKey("Temperature") ? given.Temperature : o.Temperature,
+            TopK = bound.ContainsKey("TopK") ? given.TopK : o.TopK,
+            TopP = bound.ContainsKey("TopP") ? given.TopP : o.TopP,
+            MinP = bound.ContainsKey("MinP") ? given.MinP : o.MinP,
+            RepeatPenalty = bound.ContainsKey("RepeatPenalty") ? given.RepeatPenalty : o.RepeatPenalty,
+            Seed = bound.ContainsKey("Seed") ? given.Seed : o.Seed,
+            Stop = bound.ContainsKey("Stop") ? [.. given.Stop, .. formatStops] : o.Stop,
+            Grammar = given.Grammar ?? o.Grammar,
+        };
     }
 
     protected override void OnModelReady(ModelLease lease)
@@ -116,21 +142,5 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         AddBos = _format.AddBos(_prefix + prompt),
     };
 
-    protected override object ResultFor(string input, LlmCompletionResult r) => new LlmChatReply
-    {
-        Text = r.Text,
-        Message = input,
-        Turn = 1,
-        Model = r.Model,
-        PromptTokens = r.PromptTokens,
-        CachedPromptTokens = r.CachedPromptTokens,
-        CompletionTokens = r.CompletionTokens,
-        StopReason = r.StopReason,
-        LoadDuration = r.LoadDuration,
-        TimeToFirstToken = r.TimeToFirstToken,
-        TotalDuration = r.TotalDuration,
-        PromptTokensPerSecond = r.PromptTokensPerSecond,
-        TokensPerSecond = r.TokensPerSecond,
-        Seed = r.Seed,
-    };
+    protected override object ResultFor(string input, LlmCompletionResult r) => LlmChatReply.From(r, input, 1);
 }
