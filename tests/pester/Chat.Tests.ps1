@@ -222,7 +222,7 @@ Describe 'Hostile message objects and templates' {
         $parts | ConvertTo-LlmPrompt -Template '{% for p in messages[0].content %}[{{ p.text }}]{% endfor %}' | Should -BeExactly '[hi][there]'
         $session = New-LlmChatSession -Model $ChatModel -History $parts, @{ role = 'assistant'; content = 'ok' } -Temperature 0 -MaxTokens 4
         try {
-            $session.Messages[0].Content | Should -BeExactly "hi`nthere"
+            ($session.Messages | Where-Object Role -eq 'user')[0].Content | Should -BeExactly "hi`nthere"
         } finally {
             $session.Dispose()
         }
