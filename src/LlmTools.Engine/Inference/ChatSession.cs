@@ -90,10 +90,13 @@ public sealed class ChatSession : IDisposable
     {
         var model = _lease.Model;
         string prompt;
+        LLama.Native.LLamaToken[] tokens;
         while (true)
         {
-            prompt = Format.Render(_messages, addGenerationPrompt: true);
-            int count = model.Handle.Tokenize(prompt, Format.AddBos(prompt) ?? model.Handle.Vocab.ShouldAddBOS, true, System.Text.Encoding.UTF8).Length;
+            var segments = Format.RenderSegments(_messages, addGenerationPrompt: true, cancellationToken: cancel);
+            prompt = segments.Text;
+            tokens = Sequence.TokenizeChat(model, segments, Format.AddBos(prompt));
+            int count = tokens.Length;
             if (count < ContextSize) break;
             if (!trimHistory || !TrimOldest(keepLastUser: true))
                 throw new LlmException("ConversationTooLong", LlmErrorKind.LimitsExceeded,
@@ -103,7 +106,7 @@ public sealed class ChatSession : IDisposable
         }
         var options = (adjust is null ? Options : adjust(Options)) with { AddBos = Format.AddBos(prompt) };
         if (adjust is not null) CompletionEngine.ValidateOptions(options);
-        var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration());
+        var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration(), tokens);
         var result = model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, ContextSize, _threads, events, cancel) { Session = _sequence });
         if (result.StopReason != LlmStopReason.Cancelled || result.Text.Length > 0)
             _messages.Add(new LlmChatMessage("assistant", Format.IsTranscript ? result.Text.Trim() : result.Text));

@@ -23,7 +23,9 @@ internal sealed class Sequence : IDisposable
     private int _emitted;
     private TimeSpan _promptDone, _firstToken;
 
-    public Sequence(LoadedModel model, string prefix, string prompt, CompletionOptions options, int contextSize, TimeSpan loadDuration)
+    /// <param name="tokens">The prompt already tokenized (a chat whose message content must not become control tokens).</param>
+    public Sequence(LoadedModel model, string prefix, string prompt, CompletionOptions options, int contextSize, TimeSpan loadDuration,
+        LLamaToken[]? tokens = null)
     {
         _model = model;
         _options = options;
@@ -31,7 +33,7 @@ internal sealed class Sequence : IDisposable
         Prefix = prefix;
         Prompt = prompt;
         LoadDuration = loadDuration;
-        Tokens = Tokenize(model, prefix + prompt, contextSize, options.AddBos);
+        Tokens = tokens is null ? Tokenize(model, prefix + prompt, contextSize, options.AddBos) : CheckFit(model, tokens, prefix + prompt, contextSize);
         Seed = options.Temperature > 0 ? options.Seed ?? (uint)Random.Shared.Next() : null;
         Sampler = BuildSampler(options, Seed);
         foreach (var t in Tokens.AsSpan(Math.Max(0, Tokens.Length - options.RepeatLastN)))
@@ -72,9 +74,33 @@ internal sealed class Sequence : IDisposable
     public string? StopString { get; private set; }
 
     /// <summary>Tokenizes as generation does (BOS when the metadata says so, special tokens parsed) and checks the fit.</summary>
-    public static LLamaToken[] Tokenize(LoadedModel model, string text, int contextSize, bool? addBos = null)
+    public static LLamaToken[] Tokenize(LoadedModel model, string text, int contextSize, bool? addBos = null) =>
+        CheckFit(model, model.Handle.Tokenize(text, addBos ?? model.Handle.Vocab.ShouldAddBOS, true, Encoding.UTF8), text, contextSize);
+
+    /// <summary>
+    /// Tokenizes a rendered chat: the template's markers as special tokens, message content as plain text, so a
+    /// message that contains "&lt;|im_end|&gt;" cannot end its turn or forge another. Where no content holds special-token
+    /// text, this is exactly the whole-prompt tokenization (nothing changes for ordinary messages).
+    /// </summary>
+    public static LLamaToken[] TokenizeChat(LoadedModel model, PromptSegments segments, bool? addBos)
     {
-        var tokens = model.Handle.Tokenize(text, addBos ?? model.Handle.Vocab.ShouldAddBOS, true, Encoding.UTF8);
+        var handle = model.Handle;
+        bool bos = addBos ?? handle.Vocab.ShouldAddBOS;
+        bool hostile = segments.ContentMarked && segments.Segments.Any(x => x.IsContent &&
+            !handle.Tokenize(x.Text, false, true, Encoding.UTF8).SequenceEqual(handle.Tokenize(x.Text, false, false, Encoding.UTF8)));
+        if (!hostile) return handle.Tokenize(segments.Text, bos, true, Encoding.UTF8);
+        var tokens = new List<LLamaToken>();
+        bool first = true;
+        foreach (var x in segments.Segments)
+        {
+            tokens.AddRange(handle.Tokenize(x.Text, first && bos, !x.IsContent, Encoding.UTF8));
+            first = false;
+        }
+        return [.. tokens];
+    }
+
+    private static LLamaToken[] CheckFit(LoadedModel model, LLamaToken[] tokens, string text, int contextSize)
+    {
         if (tokens.Length == 0)
             throw new LlmException("EmptyPrompt", LlmErrorKind.InvalidArgument,
                 "The prompt is empty and this model adds no BOS token, so there is nothing to continue.", text);
