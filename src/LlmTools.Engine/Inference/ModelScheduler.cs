@@ -129,6 +129,13 @@ internal sealed class ModelScheduler
     }
 
     private Action? _afterStop;
+    private readonly List<IDisposable> _resources = [];
+
+    /// <summary>
+    /// Hands the scheduler a native resource made on its thread (an embeddings context, say): it is freed on that
+    /// thread when the model is unloaded, before the weights. Call from inside <see cref="Invoke{T}"/>.
+    /// </summary>
+    public void Own(IDisposable resource) => _resources.Add(resource);
 
     private void EnsureThread()
     {
@@ -220,6 +227,8 @@ internal sealed class ModelScheduler
             else ((Control)item).Done.TrySetException(Unloaded());
         }
         DropContext();
+        foreach (var r in _resources) r.Dispose();
+        _resources.Clear();
         Action? after;
         lock (_lock) after = _afterStop;
         after?.Invoke();
