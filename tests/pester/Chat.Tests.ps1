@@ -64,9 +64,11 @@ Describe 'Chat sessions for scripts' {
         $chat.Dispose(); $again.Dispose()
     }
 
-    It 'refuses per-call options with a session' {
+    It 'refuses per-call context and weight options with a session (they belong to it)' {
         $chat = New-LlmChatSession -Model $ChatModel
-        { Invoke-LlmChat -Session $chat -Message 'x' -Temperature 1 } | Should -Throw -ErrorId 'ChatSessionOptionsFixed,LlmTools.Commands.InvokeLlmChatCommand'
+        foreach ($p in @{ Threads = 1 }, @{ GpuLayers = 0 }, @{ ContextSize = 64 }) {
+            { Invoke-LlmChat -Session $chat -Message 'x' @p } | Should -Throw -ErrorId 'ChatSessionOptionsFixed,LlmTools.Commands.InvokeLlmChatCommand'
+        }
         $chat.Dispose()
     }
 
