@@ -96,7 +96,7 @@ internal static class StructuredOutput
             case JsonValueKind.Array: return e.EnumerateArray().Select(Convert).ToArray();
             case JsonValueKind.String: return e.GetString();
             case JsonValueKind.Number:
-                return e.TryGetInt64(out long l) ? l : e.GetDouble();
+                return e.TryGetInt64(out long l) ? (object)l : e.GetDouble(); // object arms: a long must stay a long
             case JsonValueKind.True: return true;
             case JsonValueKind.False: return false;
             default: return null;

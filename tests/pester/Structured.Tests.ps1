@@ -48,10 +48,10 @@ Describe 'Objects from models: -JsonSchema, -Grammar, -AsObject' {
 
     It 'constrains chat replies, batched and in a session' {
         $schema = @{ type = 'object'; properties = @{ answer = @{ enum = @('red', 'green', 'blue') } }; required = @('answer') }
-        $replies = 'Pick a colour', 'Another one' | Invoke-LlmChat -Model $ChatModel -JsonSchema $schema -MaxTokens 40 -Temperature 0
+        $replies = 'Pick a colour', 'Another one' | Invoke-LlmChat -Model $ChatModel -JsonSchema $schema -MaxTokens 120 -Temperature 0
         $replies | Should -HaveCount 2
         foreach ($reply in $replies) { $reply.Value.answer | Should -BeIn @('red', 'green', 'blue') }
-        $chat = New-LlmChatSession -Model $ChatModel -Temperature 0 -MaxTokens 40
+        $chat = New-LlmChatSession -Model $ChatModel -Temperature 0 -MaxTokens 120
         try {
             $v = Invoke-LlmChat -Session $chat -Message 'Pick one' -JsonSchema $schema -AsObject
             $v.answer | Should -BeIn @('red', 'green', 'blue')

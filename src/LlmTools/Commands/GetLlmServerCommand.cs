@@ -6,6 +6,7 @@ namespace LlmTools.Commands;
 /// <summary>Lists the servers Start-LlmServer runs in this session: endpoint, models, requests served.</summary>
 /// <example>
 /// <code>Get-LlmServer | Format-List</code>
+/// <para>Shows every server of this session with its endpoint, models and the requests it has served.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "LlmServer")]
 [OutputType(typeof(LlmServerInfo))]

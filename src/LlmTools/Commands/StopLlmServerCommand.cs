@@ -8,6 +8,7 @@ namespace LlmTools.Commands;
 /// </summary>
 /// <example>
 /// <code>Get-LlmServer | Stop-LlmServer</code>
+/// <para>Stops every server of this session; the models they served stay loaded.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Stop, "LlmServer", SupportsShouldProcess = true, DefaultParameterSetName = ObjectSet)]
 [OutputType(typeof(void))]
