@@ -232,6 +232,8 @@ public class GrammarTests
     [InlineData("""{"type":"number","minimum":0.5}""", "minimum")]
     [InlineData("""{"$ref":"https://example.com/schema.json"}""", "https://example.com/schema.json")]
     [InlineData("""{"type":"object","properties":{"deep":{"type":"array","items":{"dependentRequired":{}}}}}""", "dependentRequired")]
+    [InlineData("""{"$ref":"#","type":"object"}""", "itself")]
+    [InlineData("""{"allOf":[{"$ref":"#"},{"type":"object"}]}""", "refers back to itself")]
     public void UnsupportedKeywordsAreNamedNeverIgnored(string schema, string named)
     {
         var e = Assert.Throws<LlmException>(() => JsonSchemaGrammar.Convert(schema));
