@@ -232,6 +232,8 @@ public class GrammarTests
     [InlineData("""{"type":"number","minimum":0.5}""", "minimum")]
     [InlineData("""{"$ref":"https://example.com/schema.json"}""", "https://example.com/schema.json")]
     [InlineData("""{"type":"object","properties":{"deep":{"type":"array","items":{"dependentRequired":{}}}}}""", "dependentRequired")]
+    [InlineData("""{"$ref":"#","type":"object"}""", "itself")]
+    [InlineData("""{"allOf":[{"$ref":"#"},{"type":"object"}]}""", "refers back to itself")]
     public void UnsupportedKeywordsAreNamedNeverIgnored(string schema, string named)
     {
         var e = Assert.Throws<LlmException>(() => JsonSchemaGrammar.Convert(schema));
@@ -410,5 +412,52 @@ public class GrammarTests
         var buf = new byte[64];
         int n = (int)model.TokenToSpan(t, buf, 0, false);
         return Encoding.UTF8.GetString(buf, 0, n);
+    }
+}
+
+public class GrammarGreedyTests
+{
+    public static TheoryData<string> Models() => new() { "tiny", "stories260K.gguf" };
+
+    /// <summary>
+    /// Greedy decoding with the grammar applied last (this sampler) picks exactly what llama.cpp's grammar-first chain
+    /// (grammar sampler, then greedy; LLamaSharp's AddGrammar) picks: the best token the grammar allows.
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(Models))]
+    public void GreedyWithTheGrammarLastEqualsGrammarFirst(string model)
+    {
+        using var lease = GrammarGenerationTests.Acquire(model);
+        var handle = lease.Model.Handle;
+        foreach (var name in new[] { "object-required-optional", "refs-nested", "nested-everything", "pattern-groups", "enum-mixed", "int-wide" })
+        {
+            var gbnf = JsonSchemaGrammar.Convert(GrammarGenerationTests.Corpus.Single(c => c.Name == name).Schema);
+            var ours = GrammarRun.Generate(lease, gbnf, 0, 120);
+
+            var p = LLamaContextParams.Default();
+            p.n_ctx = 1024; p.n_batch = 512; p.n_ubatch = 512; p.n_threads = 1; p.n_threads_batch = 1;
+            using var ctx = SafeLLamaContextHandle.Create(handle, p);
+            using var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+            chain.AddGrammar(handle, gbnf, "root"); // safe: the checker accepted this grammar above
+            chain.AddGreedySampler();
+            var tokens = handle.Tokenize("Once upon a time", handle.Vocab.ShouldAddBOS, true, Encoding.UTF8);
+            var batch = new LLamaBatch();
+            for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, i == tokens.Length - 1);
+            Assert.Equal(DecodeResult.Ok, ctx.Decode(batch));
+            var bytes = new List<byte>();
+            var buf = new byte[256];
+            int pos = tokens.Length;
+            for (int n = 0; n < 120; n++)
+            {
+                var t = chain.Sample(ctx, batch.TokenCount - 1); // samples and accepts
+                if (t.IsEndOfGeneration(handle.Vocab)) break;
+                int len = (int)handle.TokenToSpan(t, buf, 0, false);
+                bytes.AddRange(buf.AsSpan(0, len).ToArray());
+                batch.Clear();
+                batch.Add(t, pos++, LLamaSeqId.Zero, true);
+                Assert.Equal(DecodeResult.Ok, ctx.Decode(batch));
+            }
+            Assert.Equal(Encoding.UTF8.GetString(bytes.ToArray()), ours.Text);
+        }
     }
 }

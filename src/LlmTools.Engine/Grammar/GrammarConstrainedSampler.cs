@@ -32,6 +32,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
     private LLamaTokenData[] _scratch = new LLamaTokenData[64];
     /// <summary>Candidates the grammar is tried on first when no sampler cuts them (greedy): the best this many.</summary>
     private const int GreedyWindow = 64;
+    /// <summary>
+    /// Below this vocabulary size the grammar goes first over every token (llama.cpp's grammar-first): a pass over a
+    /// few thousand tokens costs less than the extra steps of trying the cut first. Tests set 0 to exercise the cut path.
+    /// </summary>
+    internal int GrammarFirstBelowVocabulary { get; set; } = 4096;
+
+    /// <summary>The token Sample returned, already checked: Accept need not ask llama.cpp again.</summary>
+    private LLamaToken? _verified;
     private readonly LLamaToken? _eos;
     private LLamaTokenData[] _candidates = [];
     private readonly LLamaTokenData[] _single = new LLamaTokenData[1];
@@ -107,11 +115,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
     {
         var logits = context.GetLogitsIth(logitIndex);
         int n = logits.Length;
+        _verified = null;
+        var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, Math.Min(n, _candidates.Length)), false);
+        if (n < GrammarFirstBelowVocabulary) goto full;
 
         // 1. The ordinary chain on the raw logits: cut, then pick; the grammar looks at the picked token only.
         Fill(logits);
         int m;
-        var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
+        arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
         using (LLamaTokenDataArrayNative.Create(arr, out var native))
         {
             _cut.Apply(ref native);
@@ -124,7 +135,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
             }
         }
         var token = Pick(_cutSet, m, grammar: false, out _);
-        if (Allows(token)) return token;
+        if (Allows(token)) return Verified(token);
         Resamples++;
 
         // 2. The grammar on the cut candidates (greedy: the best 64), the pick among the valid ones. With dist and
@@ -132,11 +143,13 @@ public sealed class GrammarConstrainedSampler : IDisposable
         if (_hasCut || _greedy)
         {
             token = Pick(_cutSet, m, grammar: true, out bool any);
-            if (any && Allows(token)) return token;
+            if (any) return Verified(token); // picked among candidates the grammar and the text check allow
         }
 
         // 3. llama.cpp's resampling: the grammar over the whole vocabulary, then the chain.
+    full:
         Fill(logits);
+        arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
         using (LLamaTokenDataArrayNative.Create(arr, out var native))
         {
             if (!Constrain(native.Data))
@@ -144,11 +157,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
                     $"The grammar allows no token of this model's vocabulary after {AcceptedTokens} tokens (it may need characters the vocabulary cannot spell).");
             _cut.Apply(ref native);
             _pick.Apply(ref native);
-            token = Selected(ref native);
+            token = Selected(ref native, requireAllowed: true);
         }
-        if (!Allows(token))
-            throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
-                $"The sampler chain picked token {(int)token}, which the grammar forbids, from the grammar's candidates; the chain must end in a picking sampler (greedy or dist).");
+        return Verified(token);
+    }
+
+    private LLamaToken Verified(LLamaToken token)
+    {
+        _verified = token;
         return token;
     }
 
@@ -163,7 +179,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
             any = true;
             if (grammar && !(any = Constrain(native.Data))) return default;
             _pick.Apply(ref native);
-            return Selected(ref native);
+            return Selected(ref native, requireAllowed: grammar);
         }
     }
 
@@ -200,13 +216,18 @@ public sealed class GrammarConstrainedSampler : IDisposable
         return c;
     }
 
-    private static LLamaToken Selected(ref LLamaTokenDataArrayNative native)
+    private static LLamaToken Selected(ref LLamaTokenDataArrayNative native, bool requireAllowed = false)
     {
         long selected = native.Selected;
         if (selected < 0 || selected >= native.Data.Length)
             throw new LlmException("SamplerNoSelection", LlmErrorKind.InvalidOperation,
                 "The sampler chain selected no token; it must end in a picking sampler (greedy or dist).");
-        return native.Data[(int)selected].ID;
+        var d = native.Data[(int)selected];
+        // Candidates the grammar refused carry -inf; a pick among them would make llama.cpp abort on accept.
+        if (requireAllowed && float.IsNegativeInfinity(d.Logit))
+            throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
+                $"The sampler chain picked token {(int)d.ID}, which the grammar forbids; the chain must end in a picking sampler (greedy or dist).");
+        return d.ID;
     }
 
     /// <summary>llama_token_data_array as llama.h lays it out.</summary>
@@ -222,9 +243,10 @@ public sealed class GrammarConstrainedSampler : IDisposable
     /// <summary>Advances the grammar and the chain past <paramref name="token"/> (which the grammar must allow).</summary>
     public void Accept(LLamaToken token)
     {
-        if (!Allows(token))
+        if (_verified != token && !Allows(token))
             throw new LlmException("GrammarRejectedToken", LlmErrorKind.InvalidOperation,
                 $"Token {(int)token} does not continue the grammar here; it cannot be accepted.");
+        _verified = null;
         _grammar.Accept(token);
         _cut.Accept(token);
         _pick.Accept(token);

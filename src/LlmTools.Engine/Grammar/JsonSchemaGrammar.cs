@@ -219,6 +219,15 @@ public static class JsonSchemaGrammar
         private readonly HashSet<string> _names = new(Builtins.Keys, StringComparer.Ordinal) { "root" };
         private readonly HashSet<string> _builtinsAdded = [];
         private readonly Dictionary<string, string> _refRules = new(StringComparer.Ordinal);
+        private int _depth;
+        /// <summary>Deeper than this is a reference that merging would expand forever (or an absurd schema).</summary>
+        private const int MaxDepth = 100;
+
+        private void Enter(string path)
+        {
+            if (++_depth > MaxDepth)
+                throw Unsupported($"nesting deeper than {MaxDepth} (a '$ref' beside other keywords or in allOf that refers back to itself)", path);
+        }
 
         public string Run()
         {
@@ -281,6 +290,19 @@ public static class JsonSchemaGrammar
             !body.Contains(' ') || (body.StartsWith('"') && body.EndsWith('"') && body.IndexOf('"', 1) == body.Length - 1);
 
         private string Body(JsonNode? schema, string hint, string path)
+        {
+            Enter(path);
+            try
+            {
+                return BodyCore(schema, hint, path);
+            }
+            finally
+            {
+                _depth--;
+            }
+        }
+
+        private string BodyCore(JsonNode? schema, string hint, string path)
         {
             switch (schema)
             {
@@ -743,6 +765,19 @@ public static class JsonSchemaGrammar
         /// intersected. A part with anyOf/oneOf distributes over the merge, giving an anyOf of merged schemas.
         /// </summary>
         private JsonNode Merge(List<JsonNode?> parts, string path)
+        {
+            Enter(path);
+            try
+            {
+                return MergeCore(parts, path);
+            }
+            finally
+            {
+                _depth--;
+            }
+        }
+
+        private JsonNode MergeCore(List<JsonNode?> parts, string path)
         {
             var expanded = new List<JsonObject>();
             foreach (var p in parts)
