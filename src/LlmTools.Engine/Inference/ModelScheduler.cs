@@ -252,6 +252,13 @@ internal sealed class ModelScheduler
     /// <summary>Gives waiting jobs a sequence, in arrival order, while the context has room.</summary>
     private void Admit()
     {
+        // Callers that gave up while waiting leave at once, wherever they are in the queue.
+        foreach (var gone in _waiting.Where(j => j.Cancel.IsCancellationRequested).ToList())
+        {
+            _waiting.Remove(gone);
+            gone.Sequence.Stop(LlmStopReason.Cancelled, gone.Events);
+            Finish(gone);
+        }
         while (_waiting.Count > 0)
         {
             var job = _waiting[0];
@@ -369,7 +376,8 @@ internal sealed class ModelScheduler
         {
             if (session.Slot is { } own && own.Owner == session)
             {
-                if (own.Job is not null) throw new InvalidOperationException("A session's sequence is in use.");
+                if (own.Job is not null)
+                    throw new LlmException("ChatSessionBusy", LlmErrorKind.ResourceBusy, "This chat session's sequence is answering another message.");
                 return own;
             }
             session.Slot = null;
