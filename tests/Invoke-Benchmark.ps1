@@ -30,6 +30,8 @@ param(
     [int] $StabilityCompletions = 1000,
     # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Stability.
     [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Stability'),
+    # Scheduler: rounds of separate calls interleaved with llama-bench (at least 5; ten calls are made in any case).
+    [int] $SchedulerRounds = 10,
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
     [switch] $Quick
 )
@@ -73,7 +75,8 @@ if ('Scheduler' -in $Sections) {
     # A process of its own: its first completion is that process's first decode, and the threads its runspaces leave
     # behind cannot slow the sections below.
     $schedulerArgs = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot 'Invoke-SchedulerBenchmark.ps1'),
-        '-ModulePath', $ModulePath, '-OutDir', $OutDir, '-Model', $model, '-Threads', $Threads, '-ContextSize', $contextSize)
+        '-ModulePath', $ModulePath, '-OutDir', $OutDir, '-Model', $model, '-Threads', $Threads, '-ContextSize', $contextSize,
+        '-Rounds', $SchedulerRounds)
     if ($Quick) { $schedulerArgs += '-Quick' }
     $host_ = [Environment]::ProcessPath
     if ((Split-Path $host_ -LeafBase) -eq 'dotnet') { & $host_ (Join-Path $PSHOME 'pwsh.dll') @schedulerArgs } else { & $host_ @schedulerArgs }

@@ -115,6 +115,17 @@ $random = [Random]::new(8)
 function New-Prompt([int] $count) { (1..$count | ForEach-Object { $words[$random.Next($words.Count)] }) -join ' ' }
 $common = @{ Model = $Model; Threads = $Threads; ContextSize = $ContextSize; Temperature = 0; RepeatPenalty = 1 }
 $threadsAtStart = Get-ThreadCount
+# Other work on the machine invalidates these figures, and not evenly: libgomp spins while a process has no more
+# OpenMP threads than cores (llama-bench), and yields once it has more (the cmdlet after a few calls), so on a busy
+# machine llama.cpp's tools fall far behind. The load is recorded next to each part; above the core count, a warning.
+function Get-Load {
+    $load = [double]((Get-Content /proc/loadavg) -split ' ')[0]
+    if ($load -gt [Environment]::ProcessorCount) {
+        Write-Warning "Load average $load on $([Environment]::ProcessorCount) cores: other work is running, the figures below do not hold; measure on a quiet machine."
+    }
+    $load
+}
+$loadAtStart = Get-Load
 
 # --- (a) separate calls vs llama-bench, interleaved ---
 $callRows = [System.Collections.Generic.List[object]]::new()
@@ -161,6 +172,7 @@ if ($roundRows.Count -gt 0) {
 Write-Host ("10th call vs 1st: {0:N1} vs {1:N1} tok/s ({2:N2}x); median of per-round ratios vs llama-bench: generation {3}, prompt {4}" -f
     $tenth, $first, ($tenth / $first), ($separate.GenRatioMedian ?? 'skipped'), ($separate.PromptRatioMedian ?? 'skipped'))
 
+$loadAfterSeparate = Get-Load
 # --- (b) 8 runspaces at once vs the same 8 one after another ---
 function Invoke-Concurrent([string[]] $prompts, [int] $maxTokens, [string] $model) {
     $barrier = [Threading.Barrier]::new($prompts.Count)
@@ -222,6 +234,7 @@ if ($tools) {
 Write-Host ("{0} runspaces at once: {1:N2}x of one after another; llama-batched-bench 1 -> {0}: {2}; ratio {3}" -f
     $ParallelCallers, $concurrent.GainMedian, ($concurrent.LlamaCppGainMedian ?? 'skipped'), ($concurrent.GainVsLlamaCppMedian ?? 'skipped'))
 
+$loadAfterConcurrent = Get-Load
 # --- (c) 16 runspaces x 4 piped prompts ---
 function Invoke-Stress([string] $model, [int] $maxTokens, [int] $ctx) {
     $sets = 1..$StressRunspaces | ForEach-Object { $k = $_; , [string[]](1..$StressPrompts | ForEach-Object { "$k $_ $(New-Prompt 5)" }) }
@@ -285,5 +298,6 @@ if ($stressRow.Stories260K) {
 [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $Model -Leaf); Threads = $Threads; ContextSize = $ContextSize
     Backend = $backend.Variant; LlamaCppTools = $tools; ProcessThreadsAtStart = $threadsAtStart
+    LoadAverage = [ordered]@{ Start = $loadAtStart; AfterSeparate = $loadAfterSeparate; AfterConcurrent = $loadAfterConcurrent; End = Get-Load }
     SeparateCalls = $separate; Concurrent = $concurrent; Stress = $stressRow
 } | ConvertTo-Json -Depth 6 | Set-Content (Join-Path $OutDir 'scheduler.json')
