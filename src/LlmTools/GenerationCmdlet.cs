@@ -180,6 +180,9 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     /// <summary>The prompt for one input (after the prefix).</summary>
     protected virtual string PromptFor(string input) => input;
 
+    /// <summary>The whole rendered chat for one input (prefix + prompt), content marked; null for plain completions.</summary>
+    protected virtual PromptSegments? ChatFor(string input) => null;
+
     /// <summary>The object written for one result.</summary>
     protected virtual object ResultFor(string input, LlmCompletionResult result) => result;
 
@@ -255,8 +258,9 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
         try
         {
             var options = OptionsFor(prompt);
+            var chat = ChatFor(input);
             var result = RunEngine((events, cancel) =>
-                CompletionEngine.Complete(_lease!, prompt, options, ContextOptions, events, cancel, PrefixText), Stream);
+                CompletionEngine.Complete(_lease!, prompt, options, ContextOptions, events, cancel, PrefixText, chat), Stream);
             if (Stream) Host.UI.WriteLine();
             WriteShaped(input, result);
         }
@@ -270,6 +274,16 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     private void AddToPipeline(string input, string prompt)
     {
         var options = OptionsFor(prompt);
+        PromptSegments? chat;
+        try
+        {
+            chat = ChatFor(input);
+        }
+        catch (LlmException e)
+        {
+            WriteLlmError(e);
+            return;
+        }
         if (_pipeline is null && _pipelineFailure is null)
         {
             try
@@ -289,7 +303,7 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
         var pipeline = _pipeline!;
         RunEngine((_, cancel) =>
         {
-            pipeline.Add(prompt, options, input, cancel);
+            pipeline.Add(prompt, options, input, cancel, chat);
             return 0;
         });
         WriteReady();

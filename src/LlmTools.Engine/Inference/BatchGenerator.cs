@@ -88,13 +88,15 @@ public sealed class BatchGenerator : IDisposable
     public int Active => _running.Count;
 
     /// <summary>Starts a completion. Throws <see cref="LlmException"/> for a prompt that cannot run (too long, say).</summary>
-    public void Add(long id, string prompt, CompletionOptions? options = null)
+    /// <param name="chat">The same text (prefix + prompt) as a rendered chat: message content is tokenized as plain text.</param>
+    public void Add(long id, string prompt, CompletionOptions? options = null, PromptSegments? chat = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!HasFreeSlot) throw new InvalidOperationException("No free sequence: call Step first.");
         var o = options ?? _options;
         if (options is not null) CompletionEngine.ValidateOptions(o);
-        var sequence = new Sequence(_model, _prefix, prompt, o, _resolved.ContextSize, _lease.TakeLoadDuration());
+        var tokens = chat is null ? null : Sequence.TokenizeChat(_model, chat, o.AddBos);
+        var sequence = new Sequence(_model, _prefix, prompt, o, _resolved.ContextSize, _lease.TakeLoadDuration(), tokens);
         var job = new ModelScheduler.Job(_model.Scheduler, sequence, _resolved.ContextSize, _resolved.Threads, _events, _cancel.Token);
         try
         {

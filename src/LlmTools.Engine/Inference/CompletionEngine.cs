@@ -8,12 +8,13 @@ namespace LlmTools.Engine;
 public static class CompletionEngine
 {
     /// <summary>
-    /// Continues <paramref name="prefix"/> + <paramref name="prompt"/>. Reuses the KV state of the longest prefix the
+    /// Continues <paramref name="prefix"/> + <paramref name="prompt"/> (<paramref name="chat"/>: the same text as a rendered
+    /// chat, whose message content is tokenized as plain text). Reuses the KV state of the longest prefix the
     /// context already holds; stops at end of text, MaxTokens, a stop string, a full context, or cancellation (the
     /// model stays usable).
     /// </summary>
     public static LlmCompletionResult Complete(ModelLease lease, string prompt, CompletionOptions options,
-        ContextOptions contextOptions, IEngineEvents events, CancellationToken cancel, string prefix = "")
+        ContextOptions contextOptions, IEngineEvents events, CancellationToken cancel, string prefix = "", PromptSegments? chat = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ValidateOptions(options);
@@ -21,7 +22,9 @@ public static class CompletionEngine
         RequireWeights(model);
         var resolved = model.Resolve(contextOptions);
         LoadedModel.WarnAboutThreads(resolved.Threads, events);
-        var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration());
+        // A rendered chat (prefix + prompt) is tokenized with its message content as plain text.
+        var tokens = chat is null ? null : Sequence.TokenizeChat(model, chat, options.AddBos);
+        var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration(), tokens);
         return model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, resolved.ContextSize, resolved.Threads, events, cancel));
     }
 

@@ -31,7 +31,7 @@ public sealed class CompletionPipeline : IDisposable
     }
 
     /// <summary>Starts an input, first waiting for room. Blocks: call from a worker thread.</summary>
-    public void Add(string prompt, CompletionOptions? options, object? state, CancellationToken cancel)
+    public void Add(string prompt, CompletionOptions? options, object? state, CancellationToken cancel, PromptSegments? chat = null)
     {
         while (!_batch.HasFreeSlot && !cancel.IsCancellationRequested) Collect(_batch.Step(cancel));
         long id;
@@ -42,7 +42,7 @@ public sealed class CompletionPipeline : IDisposable
         }
         try
         {
-            _batch.Add(id, prompt, options);
+            _batch.Add(id, prompt, options, chat);
         }
         catch (LlmException e)
         {

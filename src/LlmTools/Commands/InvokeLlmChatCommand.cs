@@ -135,6 +135,8 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         return rendered.StartsWith(_prefix, StringComparison.Ordinal) ? rendered[_prefix.Length..] : rendered;
     }
 
+    protected override PromptSegments? ChatFor(string input) => _format!.RenderSegments(Conversation(input), addGenerationPrompt: true);
+
     protected override CompletionOptions OptionsFor(string prompt) => Options with
     {
         Stop = [.. Options.Stop, .. _format!.StopStrings],
