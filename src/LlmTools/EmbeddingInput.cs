@@ -13,6 +13,7 @@ internal static class EmbeddingInput
     public static float[]? VectorOf(object? value, out string? text)
     {
         text = null;
+        var wrapped = value is PSObject ? value : null; // a PSCustomObject's properties live on its PSObject
         value = Unwrap(value);
         switch (value)
         {
@@ -27,7 +28,7 @@ internal static class EmbeddingInput
                 return f;
         }
         if (value is IEnumerable list and not IDictionary) return Numbers(list, value);
-        var property = PSObject.AsPSObject(value).Properties["Vector"];
+        var property = PSObject.AsPSObject(wrapped ?? value).Properties["Vector"];
         if (property?.Value is { } vector && Unwrap(vector) is IEnumerable numbers and not string) return Numbers(numbers, value);
         throw NoVector(value.GetType().Name);
     }
@@ -37,8 +38,8 @@ internal static class EmbeddingInput
     {
         string s => s,
         LlmEmbedding e => e.Text,
-        { } o => PSObject.AsPSObject(o).Properties["Text"]?.Value?.ToString(),
         null => null,
+        _ => PSObject.AsPSObject(value!).Properties["Text"]?.Value?.ToString(),
     };
 
     private static object? Unwrap(object? value) => value is PSObject p ? p.BaseObject : value;
