@@ -32,6 +32,9 @@
         'Start-LlmServer'
         'Get-LlmServer'
         'Stop-LlmServer'
+        'Get-LlmEmbedding'
+        'Measure-LlmSimilarity'
+        'Find-LlmSimilar'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
