@@ -93,7 +93,7 @@ public sealed record CompletionOptions
     {
         b.Append($"MaxTokens = {MaxTokens}, Temperature = {Temperature}, TopK = {TopK}, TopP = {TopP}, MinP = {MinP}, ");
         b.Append($"RepeatPenalty = {RepeatPenalty}, RepeatLastN = {RepeatLastN}, Seed = {Seed?.ToString() ?? "none"}, ");
-        b.Append($"Stop = [{string.Join(", ", Stop.Select(s => System.Text.Json.JsonSerializer.Serialize(s)))}], ");
+        b.Append($"Stop = [{string.Join(", ", Stop.Select(s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""))}], ");
         b.Append($"StopTokenIds = [{string.Join(", ", StopTokenIds)}], AddBos = {AddBos?.ToString() ?? "model's"}, Grammar = {(Grammar is null ? "none" : "set")}");
         return true;
     }
