@@ -112,7 +112,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
     protected static ErrorRecord ToErrorRecord(LlmException e) => new(e, e.ErrorId, Category(e.Kind), e.Target)
     {
-        ErrorDetails = new ErrorDetails(e.Message),
+        ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = e.RecommendedAction ?? "" },
     };
 
     protected void WriteLlmError(LlmException e) => WriteError(ToErrorRecord(e));
@@ -205,9 +205,9 @@ public abstract class ModelCmdlet : LlmCmdlet
     /// <summary>
     /// A .gguf file (relative paths resolve from the current location) or a Hub reference (org/name, org/name:Q8_0,
     /// org/name/file.gguf, @revision), installed into the Hugging Face cache on first use; or tinystories, the small
-    /// story model shipped with the module.
+    /// story model shipped with the module. When not given: the default model (Set-LlmDefault -Model).
     /// </summary>
-    [Parameter(Mandatory = true, ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
+    [Parameter(ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
     [Alias("Path", "FullName", "ModelPath")]
     [ArgumentCompleter(typeof(ModelArgumentCompleter))]
     [ValidateNotNullOrEmpty]
@@ -225,16 +225,29 @@ public abstract class ModelCmdlet : LlmCmdlet
     [Parameter]
     public int GpuLayers { get; set; } = -1;
 
-    protected ModelLoadOptions LoadOptions => new() { GpuLayers = GpuLayers >= 0 ? GpuLayers : null };
+    // The one place parameters become options: a parameter given wins, else the default (Set-LlmDefault), else the engine's.
+    protected ModelLoadOptions LoadOptions => new() { GpuLayers = GpuLayers >= 0 ? GpuLayers : Defaults.GpuLayers };
 
     protected ContextOptions ContextOptions => new()
     {
-        ContextSize = MyInvocation.BoundParameters.ContainsKey(nameof(ContextSize)) ? ContextSize : null,
-        Threads = MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) ? Threads : null,
+        ContextSize = MyInvocation.BoundParameters.ContainsKey(nameof(ContextSize)) ? ContextSize : Defaults.ContextSize,
+        Threads = MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) ? Threads : Defaults.Threads,
     };
 
+    private LlmDefaults? _defaults;
+
+    /// <summary>The defaults in effect, read once per command.</summary>
+    protected LlmDefaults Defaults => _defaults ??= LlmDefaults.Effective;
+
     /// <summary>The local file -Model names (see <see cref="LlmCmdlet.ResolveModelPath(string)"/>).</summary>
-    protected string ResolveModelPath() => ResolveModelPath(Model);
+    protected string ResolveModelPath()
+    {
+        if (string.IsNullOrEmpty(Model))
+            throw new LlmException("ModelNotGiven", LlmErrorKind.InvalidArgument,
+                "No model: give -Model (a .gguf file, a Hub reference such as org/name, or tinystories), or set a default with Set-LlmDefault -Model.", null)
+            { RecommendedAction = "Give -Model, or set a default: Set-LlmDefault -Model <path or org/name>." };
+        return ResolveModelPath(Model);
+    }
 
     /// <summary>True when -Model was given on the command line (the same for every input), not bound from the pipeline.</summary>
     protected bool ModelFromCommandLine { get; private set; }
@@ -242,6 +255,19 @@ public abstract class ModelCmdlet : LlmCmdlet
     protected override void BeginProcessing()
     {
         ModelFromCommandLine = MyInvocation.BoundParameters.ContainsKey(nameof(Model));
+        try
+        {
+            // A default model is like one given on the command line: the same for every input (a piped one still wins).
+            if (!ModelFromCommandLine && ParameterSetName is ModelSet or "__AllParameterSets" && Defaults.Model is { Length: > 0 } model)
+            {
+                Model = model;
+                ModelFromCommandLine = true;
+            }
+        }
+        catch (LlmException e)
+        {
+            ThrowLlmError(e);
+        }
         // Values wrong for every input end the call (a terminating error, caught by try/catch), before any work.
         if (MyInvocation.BoundParameters.ContainsKey(nameof(GpuLayers)) && GpuLayers < 0)
             ThrowLlmError(new LlmException("GpuLayersOutOfRange", LlmErrorKind.InvalidArgument,
