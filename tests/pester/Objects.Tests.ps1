@@ -40,3 +40,27 @@ Describe 'Objects that fit together' {
         $table | Should -Match 'PromptTok'
     }
 }
+
+Describe 'Import-LlmModel -KeepAlive' {
+    BeforeEach { Remove-LlmModel -All }
+
+    It 'unloads a model no call used for that long, and keeps one without it' {
+        $other = New-TestModel -Name 'keepalive-other.gguf' -Configure { param($o) $o.Seed = 7 }
+        Import-LlmModel -Model $other | Out-Null
+        Import-LlmModel -Model $TinyModel -KeepAlive 00:00:00.5 | Out-Null
+        (Get-LlmModel).Path | Should -Contain $TinyModel
+        # Polls with a generous deadline: the test waits for the unload, it does not time it.
+        $deadline = [DateTime]::UtcNow.AddSeconds(60)
+        while ((Get-LlmModel).Path -contains $TinyModel -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 200 }
+        (Get-LlmModel).Path | Should -Not -Contain $TinyModel
+        (Get-LlmModel).Path | Should -Contain $other
+    }
+
+    It 'keeps it loaded while a chat session uses it' {
+        Import-LlmModel -Model $ChatModel -KeepAlive 00:00:00.2 | Out-Null
+        $s = New-LlmChatSession -Model $ChatModel
+        Start-Sleep -Milliseconds 800
+        (Get-LlmModel).Path | Should -Contain $ChatModel
+        $s.Dispose()
+    }
+}
