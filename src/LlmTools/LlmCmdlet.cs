@@ -11,17 +11,20 @@ namespace LlmTools;
 /// </summary>
 public abstract class LlmCmdlet : PSCmdlet, IDisposable
 {
-    private readonly CancellationTokenSource _cancel = new();
+    // PowerShell 7.6's PipelineStopToken is cancelled when the pipeline stops (Ctrl+C, Select-Object -First); linked
+    // here so that a failed write can also cancel the engine work it belongs to (RunEngine). Made on first use: the
+    // token exists only once the cmdlet runs in a pipeline.
+    private CancellationTokenSource? _cancelSource;
     private int _progressId;
 
-    protected CancellationToken Cancellation => _cancel.Token;
+    private CancellationTokenSource CancelSource => _cancelSource ??= CancellationTokenSource.CreateLinkedTokenSource(PipelineStopToken);
 
-    protected override void StopProcessing() => _cancel.Cancel();
+    protected CancellationToken Cancellation => CancelSource.Token;
 
     public void Dispose()
     {
         DisposeResources();
-        _cancel.Dispose();
+        _cancelSource?.Dispose();
         GC.SuppressFinalize(this);
     }
 
@@ -45,7 +48,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     protected T RunEngine<T>(Func<IEngineEvents, CancellationToken, T> work, bool streamText = false)
     {
         var pump = (EventPump)EngineEvents;
-        var token = _cancel.Token;
+        var token = CancelSource.Token;
         pump.StreamText = streamText;
         var task = Task.Factory.StartNew(() =>
         {
@@ -58,7 +61,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         }
         catch
         {
-            _cancel.Cancel();
+            CancelSource.Cancel();
             try { task.Wait(); } catch (AggregateException) { }
             throw;
         }
@@ -112,7 +115,26 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
     protected static ErrorRecord ToErrorRecord(LlmException e) => new(e, e.ErrorId, Category(e.Kind), e.Target)
     {
-        ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = e.RecommendedAction ?? "" },
+        ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = e.RecommendedAction ?? RecommendedActionFor(e.ErrorId) },
+    };
+
+    /// <summary>
+    /// The "what to do" of the most common errors, for ErrorRecord.ErrorDetails.RecommendedAction (the engine's messages
+    /// say it too; an exception that sets its own RecommendedAction wins).
+    /// </summary>
+    private static string RecommendedActionFor(string errorId) => errorId switch
+    {
+        "ModelFileNotFound" => "Check the path, or list the models on disk with Get-LlmModel -ListAvailable.",
+        "PromptTooLong" => "Shorten the prompt or raise -ContextSize (up to the model's trained length).",
+        "ContextTooLarge" => "Use a smaller -ContextSize.",
+        "ContextSizeOutOfRange" => "Use a -ContextSize of 16 to 1048576 tokens.",
+        "HubUnreachable" or "HubTimeout" => "Check the network or HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use downloaded models without the network.",
+        "HubNotCached" => "Unset HF_HUB_OFFLINE once to download the model.",
+        "HubGatedRepo" => "Accept the model's terms on huggingface.co, then sign in with Connect-HuggingFace.",
+        "VocabularyOnlyModel" => "Use a full model file to generate; this one can only count tokens (Measure-LlmToken).",
+        "NotGgufFile" or "InvalidGgufFile" => "Use a GGUF model file (Find-LlmModel finds GGUF models on the Hub).",
+        "ModelNotGiven" => "Give -Model, or set a default: Set-LlmDefault -Model <path or org/name>.",
+        _ => "",
     };
 
     protected void WriteLlmError(LlmException e) => WriteError(ToErrorRecord(e));

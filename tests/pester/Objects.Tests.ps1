@@ -64,3 +64,17 @@ Describe 'Import-LlmModel -KeepAlive' {
         $s.Dispose()
     }
 }
+
+Describe 'Errors that say what to do' {
+    It 'sets RecommendedAction on common errors' {
+        $e = $null
+        try { Invoke-LlmCompletion 'x' -Model (Join-Path $TestDir 'no-such-model.gguf') -ErrorAction Stop } catch { $e = $_ }
+        $e.FullyQualifiedErrorId | Should -BeLike 'ModelFileNotFound,*'
+        $e.ErrorDetails.RecommendedAction | Should -Match 'Get-LlmModel -ListAvailable'
+    }
+
+    It 'Disconnect-HuggingFace asks before deleting the saved token (ConfirmImpact High)' {
+        $attr = (Get-Command Disconnect-HuggingFace).ImplementingType.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $true)[0]
+        $attr.ConfirmImpact | Should -Be 'High'
+    }
+}
