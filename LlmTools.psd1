@@ -14,6 +14,8 @@
     TypesToProcess       = @('LlmTools.types.ps1xml')
     CmdletsToExport      = @(
         'Invoke-LlmCompletion'
+        'Set-LlmDefault'
+        'Get-LlmDefault'
         'Get-LlmModel'
         'Import-LlmModel'
         'Remove-LlmModel'

@@ -31,7 +31,8 @@ public sealed class LlmChatReply
     public required string Message { get; init; }
     /// <summary>1 for the first exchange of a session, and so on.</summary>
     public required int Turn { get; init; }
-    public required string Model { get; init; }
+    /// <summary>The model's name (general.name); the old name Model is an alias.</summary>
+    public required string ModelName { get; init; }
     /// <summary>Tokens of the whole conversation as the model saw it this turn.</summary>
     public required int PromptTokens { get; init; }
     /// <summary>Of those, tokens already in the KV cache from earlier turns (not evaluated again).</summary>
@@ -61,7 +62,7 @@ public sealed class LlmChatReply
         Text = text ?? r.Text,
         Message = message,
         Turn = turn,
-        Model = r.Model,
+        ModelName = r.ModelName,
         ModelPath = r.ModelPath,
         PromptTokens = r.PromptTokens,
         CachedPromptTokens = r.CachedPromptTokens,

@@ -34,4 +34,7 @@ public sealed class LlmException : Exception
     public string ErrorId { get; }
     public LlmErrorKind Kind { get; }
     public object? Target { get; }
+    /// <summary>What the user can do about it, in one sentence (the ErrorRecord's RecommendedAction); null when the
+    /// message says it already or there is nothing to do.</summary>
+    public string? RecommendedAction { get; init; }
 }

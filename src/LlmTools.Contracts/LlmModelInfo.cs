@@ -29,6 +29,9 @@ public sealed class LlmModelInfo
     public required int TensorCount { get; init; }
     /// <summary>The scalar metadata of the file (arrays such as the vocabulary are left out).</summary>
     public required IReadOnlyDictionary<string, object> Metadata { get; init; }
+    /// <summary>For a file in the Hugging Face cache: the Hub reference it was installed with (org/name/file.gguf@commit),
+    /// so that Get-LlmModel -ListAvailable | Uninstall-LlmModel works; null elsewhere.</summary>
+    public string? HubReference { get; set; }
 
     public override string ToString() => Path;
 

@@ -87,4 +87,14 @@ public sealed record CompletionOptions
     public bool? AddBos { get; init; }
     /// <summary>A GBNF grammar (llama.cpp's format, root rule "root") the generated text must follow; null for none.</summary>
     public string? Grammar { get; init; }
+
+    // The record's own printer shows lists as their runtime type (Stop = <>z__ReadOnlyArray...): print their items.
+    private bool PrintMembers(System.Text.StringBuilder b)
+    {
+        b.Append($"MaxTokens = {MaxTokens}, Temperature = {Temperature}, TopK = {TopK}, TopP = {TopP}, MinP = {MinP}, ");
+        b.Append($"RepeatPenalty = {RepeatPenalty}, RepeatLastN = {RepeatLastN}, Seed = {Seed?.ToString() ?? "none"}, ");
+        b.Append($"Stop = [{string.Join(", ", Stop.Select(s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""))}], ");
+        b.Append($"StopTokenIds = [{string.Join(", ", StopTokenIds)}], AddBos = {AddBos?.ToString() ?? "model's"}, Grammar = {(Grammar is null ? "none" : "set")}");
+        return true;
+    }
 }

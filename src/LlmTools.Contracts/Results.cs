@@ -8,7 +8,8 @@ public sealed class LlmCompletionResult
     public required string Prompt { get; init; }
     /// <summary>Text put in front of every prompt of the call (-Prefix); empty when none.</summary>
     public string Prefix { get; init; } = "";
-    public required string Model { get; init; }
+    /// <summary>The model's name (general.name); the old name Model is an alias.</summary>
+    public required string ModelName { get; init; }
     public required string ModelPath { get; init; }
     /// <summary>Tokens in the prefix and prompt (including BOS when the model adds it).</summary>
     public required int PromptTokens { get; init; }
@@ -42,7 +43,8 @@ public sealed class LlmCompletionResult
 public sealed class LlmTokenization
 {
     public required string Text { get; init; }
-    public required string Model { get; init; }
+    /// <summary>The model's name (general.name); the old name Model is an alias.</summary>
+    public required string ModelName { get; init; }
     public required int Count { get; init; }
     public required int[] Ids { get; init; }
     public required string[] Pieces { get; init; }
@@ -62,7 +64,8 @@ public sealed class LlmLoadedModel
     public required int ContextLength { get; init; }
     public required bool HasChatTemplate { get; init; }
     public required string? ChatTemplate { get; init; }
-    public required bool VocabularyOnly { get; init; }
+    /// <summary>True for a tokenizer-only load (no weights); the old name VocabularyOnly is an alias.</summary>
+    public required bool IsVocabularyOnly { get; init; }
     public required int GpuLayers { get; init; }
     public required DateTime LoadedAt { get; init; }
     public required TimeSpan LoadDuration { get; init; }

@@ -11,17 +11,20 @@ namespace LlmTools;
 /// </summary>
 public abstract class LlmCmdlet : PSCmdlet, IDisposable
 {
-    private readonly CancellationTokenSource _cancel = new();
+    // PowerShell 7.6's PipelineStopToken is cancelled when the pipeline stops (Ctrl+C, Select-Object -First); linked
+    // here so that a failed write can also cancel the engine work it belongs to (RunEngine). Made on first use: the
+    // token exists only once the cmdlet runs in a pipeline.
+    private CancellationTokenSource? _cancelSource;
     private int _progressId;
 
-    protected CancellationToken Cancellation => _cancel.Token;
+    private CancellationTokenSource CancelSource => _cancelSource ??= CancellationTokenSource.CreateLinkedTokenSource(PipelineStopToken);
 
-    protected override void StopProcessing() => _cancel.Cancel();
+    protected CancellationToken Cancellation => CancelSource.Token;
 
     public void Dispose()
     {
         DisposeResources();
-        _cancel.Dispose();
+        _cancelSource?.Dispose();
         GC.SuppressFinalize(this);
     }
 
@@ -45,7 +48,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
     protected T RunEngine<T>(Func<IEngineEvents, CancellationToken, T> work, bool streamText = false)
     {
         var pump = (EventPump)EngineEvents;
-        var token = _cancel.Token;
+        var token = CancelSource.Token;
         pump.StreamText = streamText;
         var task = Task.Factory.StartNew(() =>
         {
@@ -58,7 +61,7 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         }
         catch
         {
-            _cancel.Cancel();
+            CancelSource.Cancel();
             try { task.Wait(); } catch (AggregateException) { }
             throw;
         }
@@ -112,7 +115,26 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
 
     protected static ErrorRecord ToErrorRecord(LlmException e) => new(e, e.ErrorId, Category(e.Kind), e.Target)
     {
-        ErrorDetails = new ErrorDetails(e.Message),
+        ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = e.RecommendedAction ?? RecommendedActionFor(e.ErrorId) },
+    };
+
+    /// <summary>
+    /// The "what to do" of the most common errors, for ErrorRecord.ErrorDetails.RecommendedAction (the engine's messages
+    /// say it too; an exception that sets its own RecommendedAction wins).
+    /// </summary>
+    private static string RecommendedActionFor(string errorId) => errorId switch
+    {
+        "ModelFileNotFound" => "Check the path, or list the models on disk with Get-LlmModel -ListAvailable.",
+        "PromptTooLong" => "Shorten the prompt or raise -ContextSize (up to the model's trained length).",
+        "ContextTooLarge" => "Use a smaller -ContextSize.",
+        "ContextSizeOutOfRange" => "Use a -ContextSize of 16 to 1048576 tokens.",
+        "HubUnreachable" or "HubTimeout" => "Check the network or HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use downloaded models without the network.",
+        "HubNotCached" => "Unset HF_HUB_OFFLINE once to download the model.",
+        "HubGatedRepo" => "Accept the model's terms on huggingface.co, then sign in with Connect-HuggingFace.",
+        "VocabularyOnlyModel" => "Use a full model file to generate; this one can only count tokens (Measure-LlmToken).",
+        "NotGgufFile" or "InvalidGgufFile" => "Use a GGUF model file (Find-LlmModel finds GGUF models on the Hub).",
+        "ModelNotGiven" => "Give -Model, or set a default: Set-LlmDefault -Model <path or org/name>.",
+        _ => "",
     };
 
     protected void WriteLlmError(LlmException e) => WriteError(ToErrorRecord(e));
@@ -205,9 +227,9 @@ public abstract class ModelCmdlet : LlmCmdlet
     /// <summary>
     /// A .gguf file (relative paths resolve from the current location) or a Hub reference (org/name, org/name:Q8_0,
     /// org/name/file.gguf, @revision), installed into the Hugging Face cache on first use; or tinystories, the small
-    /// story model shipped with the module.
+    /// story model shipped with the module. When not given: the default model (Set-LlmDefault -Model).
     /// </summary>
-    [Parameter(Mandatory = true, ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
+    [Parameter(ParameterSetName = ModelSet, ValueFromPipelineByPropertyName = true)]
     [Alias("Path", "FullName", "ModelPath")]
     [ArgumentCompleter(typeof(ModelArgumentCompleter))]
     [ValidateNotNullOrEmpty]
@@ -225,16 +247,29 @@ public abstract class ModelCmdlet : LlmCmdlet
     [Parameter]
     public int GpuLayers { get; set; } = -1;
 
-    protected ModelLoadOptions LoadOptions => new() { GpuLayers = GpuLayers >= 0 ? GpuLayers : null };
+    // The one place parameters become options: a parameter given wins, else the default (Set-LlmDefault), else the engine's.
+    protected ModelLoadOptions LoadOptions => new() { GpuLayers = GpuLayers >= 0 ? GpuLayers : Defaults.GpuLayers };
 
     protected ContextOptions ContextOptions => new()
     {
-        ContextSize = MyInvocation.BoundParameters.ContainsKey(nameof(ContextSize)) ? ContextSize : null,
-        Threads = MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) ? Threads : null,
+        ContextSize = MyInvocation.BoundParameters.ContainsKey(nameof(ContextSize)) ? ContextSize : Defaults.ContextSize,
+        Threads = MyInvocation.BoundParameters.ContainsKey(nameof(Threads)) ? Threads : Defaults.Threads,
     };
 
+    private LlmDefaults? _defaults;
+
+    /// <summary>The defaults in effect, read once per command.</summary>
+    protected LlmDefaults Defaults => _defaults ??= LlmDefaults.Effective;
+
     /// <summary>The local file -Model names (see <see cref="LlmCmdlet.ResolveModelPath(string)"/>).</summary>
-    protected string ResolveModelPath() => ResolveModelPath(Model);
+    protected string ResolveModelPath()
+    {
+        if (string.IsNullOrEmpty(Model))
+            throw new LlmException("ModelNotGiven", LlmErrorKind.InvalidArgument,
+                "No model: give -Model (a .gguf file, a Hub reference such as org/name, or tinystories), or set a default with Set-LlmDefault -Model.", null)
+            { RecommendedAction = "Give -Model, or set a default: Set-LlmDefault -Model <path or org/name>." };
+        return ResolveModelPath(Model);
+    }
 
     /// <summary>True when -Model was given on the command line (the same for every input), not bound from the pipeline.</summary>
     protected bool ModelFromCommandLine { get; private set; }
@@ -242,6 +277,19 @@ public abstract class ModelCmdlet : LlmCmdlet
     protected override void BeginProcessing()
     {
         ModelFromCommandLine = MyInvocation.BoundParameters.ContainsKey(nameof(Model));
+        try
+        {
+            // A default model is like one given on the command line: the same for every input (a piped one still wins).
+            if (!ModelFromCommandLine && ParameterSetName is ModelSet or "__AllParameterSets" && Defaults.Model is { Length: > 0 } model)
+            {
+                Model = model;
+                ModelFromCommandLine = true;
+            }
+        }
+        catch (LlmException e)
+        {
+            ThrowLlmError(e);
+        }
         // Values wrong for every input end the call (a terminating error, caught by try/catch), before any work.
         if (MyInvocation.BoundParameters.ContainsKey(nameof(GpuLayers)) && GpuLayers < 0)
             ThrowLlmError(new LlmException("GpuLayersOutOfRange", LlmErrorKind.InvalidArgument,

@@ -121,6 +121,26 @@ Describe 'Models from the Hub' {
         } finally { Remove-Item Env:HF_HUB_OFFLINE }
     }
 
+    It 'says offline that -Update is ignored' {
+        Install-LlmModel 'test-org/stories-GGUF' | Out-Null
+        $env:HF_HUB_OFFLINE = '1'
+        try {
+            $info = Install-LlmModel 'test-org/stories-GGUF' -Update -WarningVariable warned -WarningAction SilentlyContinue
+            $info.Path | Should -Exist
+            "$warned" | Should -Match 'HF_HUB_OFFLINE is set: -Update is ignored'
+        } finally { Remove-Item Env:HF_HUB_OFFLINE }
+    }
+
+    It 'uninstalls what Get-LlmModel -ListAvailable lists from the Hub cache, piped' {
+        $info = Install-LlmModel 'test-org/stories-GGUF'
+        $listed = Get-LlmModel -ListAvailable | Where-Object Path -EQ $info.Path
+        $listed.HubReference | Should -Match '^test-org/stories-GGUF/stories260K-Q4_K_M\.gguf@[0-9a-f]{40}$'
+        $listed | Uninstall-LlmModel -WhatIf
+        Test-Path $info.Path | Should -BeTrue
+        $listed | Uninstall-LlmModel -Confirm:$false
+        Test-Path $info.Path | Should -BeFalse
+    }
+
     It 'explains gated and missing repositories' {
         { Invoke-LlmCompletion 'x' -Model 'meta/gated-GGUF' } | Should -Throw -ErrorId 'HubGatedRepo,LlmTools.Commands.InvokeLlmCompletionCommand'
         { Install-LlmModel 'nobody/missing-GGUF' -ErrorAction Stop } | Should -Throw -ErrorId 'HubRepoNotFound,LlmTools.Commands.InstallLlmModelCommand'

@@ -119,7 +119,11 @@ public static partial class HubModels
 
         if (!update || settings.Offline)
         {
-            if (FromCache(cache, reference, quantization, rev) is { } cached) return cached;
+            if (FromCache(cache, reference, quantization, rev) is { } cached)
+            {
+                if (settings.Offline) WarnOfflineChoice(reference, quantization, update, cached, events);
+                return cached;
+            }
             if (reference.FilePath is { } file && cache.IsMarkedMissing(repo, rev, file))
                 throw new LlmException("HubFileNotFound", LlmErrorKind.ObjectNotFound,
                     $"File '{file}' does not exist in '{repo}' at '{rev}' (known from an earlier answer of the Hub). " +
@@ -139,6 +143,7 @@ public static partial class HubModels
         catch (LlmException e) when (e.ErrorId is "HubUnreachable" or "HubTimeout" && FromCache(cache, reference, quantization, rev) is { } fallback)
         {
             events.Warning($"The Hub cannot be reached ({e.Message}); using the cached copy of '{reference}'.");
+            WarnOfflineChoice(reference, quantization, update: false, fallback, events);
             return fallback;
         }
         HubModelFile model;
@@ -184,6 +189,20 @@ public static partial class HubModels
         }
         cache.WriteRef(repo, rev, info.Commit);
         return new HubInstallResult(first!, model, info.Commit, downloaded);
+    }
+
+    /// <summary>
+    /// Offline, the cache decides: say when that is not what the Hub would have given (-Update ignored, or the only
+    /// cached quantization picked where the Hub's default choice is <see cref="DefaultQuantization"/>).
+    /// </summary>
+    private static void WarnOfflineChoice(HubReference reference, string? quantization, bool update, HubInstallResult cached, IEngineEvents events)
+    {
+        if (update)
+            events.Warning($"HF_HUB_OFFLINE is set: -Update is ignored and the cached '{reference.RepoId}/{cached.Model.Path}' is used.");
+        if (reference.FilePath is null && (quantization ?? reference.Quantization) is null
+            && !string.Equals(cached.Model.Quantization, DefaultQuantization, StringComparison.OrdinalIgnoreCase))
+            events.Warning($"Offline, '{reference.RepoId}' resolves to the cached {cached.Model.Quantization ?? cached.Model.Path} " +
+                $"(online the default is {DefaultQuantization}); name the quantization ('{reference.RepoId}:<quantization>') to be sure.");
     }
 
     private static HubInstallResult? FromCache(HubCache cache, HubReference reference, string? quantization, string revision)

@@ -86,7 +86,7 @@ public static class CompletionEngine
         return new LlmTokenization
         {
             Text = text,
-            Model = model.Info.Name,
+            ModelName = model.Info.Name,
             Count = tokens.Length,
             Ids = tokens.Select(t => (int)t).ToArray(),
             Pieces = pieces,

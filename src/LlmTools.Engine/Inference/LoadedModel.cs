@@ -139,7 +139,7 @@ internal sealed class LoadedModel
         ContextLength = Info.ContextLength,
         HasChatTemplate = Info.HasChatTemplate,
         ChatTemplate = Info.ChatTemplate,
-        VocabularyOnly = VocabularyOnly,
+        IsVocabularyOnly = VocabularyOnly,
         GpuLayers = GpuLayers,
         LoadedAt = LoadedAt,
         LoadDuration = LoadDuration,

@@ -124,6 +124,52 @@ public sealed class ModelCache
             .Concat(unloading).Distinct().Select(m => m.Describe()).OrderBy(m => m.LoadedAt).ToList();
     }
 
+    // Import-LlmModel -KeepAlive (Ollama's keep_alive): a model not used for that long is unloaded. Keyed by full path.
+    private readonly ConcurrentDictionary<string, KeepAlive> _keepAlive = new(StringComparer.Ordinal);
+
+    private sealed class KeepAlive(TimeSpan idle)
+    {
+        public readonly TimeSpan Idle = idle;
+        public Timer? Timer;
+    }
+
+    /// <summary>
+    /// Unloads the model at <paramref name="path"/> once no call has used it for <paramref name="idle"/> (null: never,
+    /// the default). Each lease taken or returned starts the wait again; a model in use is never unloaded by this.
+    /// </summary>
+    public void SetKeepAlive(string path, TimeSpan? idle)
+    {
+        var full = Path.GetFullPath(path);
+        if (_keepAlive.TryRemove(full, out var old)) old.Timer?.Dispose();
+        if (idle is not { } t || t == Timeout.InfiniteTimeSpan) return;
+        var k = new KeepAlive(t);
+        k.Timer = new Timer(_ => Expire(full, k), null, Timeout.Infinite, Timeout.Infinite);
+        _keepAlive[full] = k;
+        k.Timer.Change(t, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>A lease of the model was taken or returned: its idle time starts again.</summary>
+    internal void MarkActivity(string path)
+    {
+        if (_keepAlive.IsEmpty) return;
+        if (_keepAlive.TryGetValue(Path.GetFullPath(path), out var k))
+            try { k.Timer?.Change(k.Idle, Timeout.InfiniteTimeSpan); } catch (ObjectDisposedException) { }
+    }
+
+    private void Expire(string full, KeepAlive k)
+    {
+        bool inUse = _entries.Any(e => string.Equals(e.Key.File.Path, full, StringComparison.Ordinal) && e.Value.Model is { ActiveCalls: > 0 });
+        if (inUse)
+        {
+            // Still used: look again after another idle period (the lease's return re-arms it too).
+            try { k.Timer?.Change(k.Idle, Timeout.InfiniteTimeSpan); } catch (ObjectDisposedException) { }
+            return;
+        }
+        if (!_keepAlive.TryRemove(new KeyValuePair<string, KeepAlive>(full, k))) return;
+        k.Timer?.Dispose();
+        try { Unload(full); } catch (Exception) { /* a timer thread has no one to report to; the model stays listed */ }
+    }
+
     /// <summary>Unloads every cached variant of the file at <paramref name="path"/>. Returns how many were unloaded.</summary>
     public int Unload(string path)
     {
@@ -252,6 +298,7 @@ public sealed class ModelLease : IDisposable
     {
         Model = model;
         FromCache = fromCache;
+        ModelCache.Instance.MarkActivity(model.Info.Path);
     }
 
     internal LoadedModel Model { get; }
@@ -270,7 +317,11 @@ public sealed class ModelLease : IDisposable
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0) Model.ReleaseCall();
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Model.ReleaseCall();
+            ModelCache.Instance.MarkActivity(Model.Info.Path);
+        }
         GC.SuppressFinalize(this);
     }
 

@@ -171,7 +171,7 @@ internal sealed class Sequence : IDisposable
             Text = _text.ToString(),
             Prompt = Prompt,
             Prefix = Prefix,
-            Model = _model.Info.Name,
+            ModelName = _model.Info.Name,
             ModelPath = _model.Info.Path,
             PromptTokens = Tokens.Length,
             CachedPromptTokens = Reused,

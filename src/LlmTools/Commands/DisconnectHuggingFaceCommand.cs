@@ -6,10 +6,11 @@ namespace LlmTools.Commands;
 /// <summary>Forgets the Hub token of this session; with -Persist also deletes the saved token file.</summary>
 /// <example>
 /// <code>Disconnect-HuggingFace -Persist</code>
-/// <para>Signs out here and deletes ~/.cache/huggingface/token (asks first).</para>
+/// <para>Signs out here and deletes ~/.cache/huggingface/token; asks first (ConfirmImpact High), -Confirm:$false skips the question.</para>
 /// </example>
-[Cmdlet(VerbsCommunications.Disconnect, "HuggingFace", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsCommunications.Disconnect, "HuggingFace", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(void))]
+// High: deleting the token file signs out Python's huggingface_hub and every other tool sharing it, so it asks first.
 public sealed class DisconnectHuggingFaceCommand : LlmCmdlet
 {
     /// <summary>Also delete the token file shared with Python's huggingface_hub.</summary>

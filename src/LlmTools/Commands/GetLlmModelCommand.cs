@@ -99,6 +99,7 @@ public sealed class GetLlmModelCommand : LlmCmdlet
         try
         {
             var info = ModelInfoReader.Read(file);
+            info.HubReference = HubReferenceOf(file);
             if (!requireMatch || Matches(info.Name, info.Path)) WriteObject(info);
         }
         catch (LlmException e)
@@ -110,6 +111,19 @@ public sealed class GetLlmModelCommand : LlmCmdlet
             // One unreadable file is an error for that file; the listing goes on.
             WriteLlmError(new LlmException("ModelFileUnreadable", LlmErrorKind.ResourceUnavailable, $"Model file '{file}' cannot be read: {e.Message}", file, e));
         }
+    }
+
+    /// <summary>org/name/file.gguf@commit for a file under the Hub cache (models--org--name/snapshots/commit/file).</summary>
+    private static string? HubReferenceOf(string file)
+    {
+        var root = Hub.HubSettings.FromEnvironment().HubCache;
+        var relative = System.IO.Path.GetRelativePath(root, file).Replace('\\', '/');
+        var parts = relative.Split('/');
+        if (relative.StartsWith("..", StringComparison.Ordinal) || parts.Length < 4 || parts[1] != "snapshots"
+            || !parts[0].StartsWith("models--", StringComparison.Ordinal))
+            return null;
+        var repo = parts[0]["models--".Length..].Replace("--", "/");
+        return $"{repo}/{string.Join('/', parts[3..])}@{parts[2]}";
     }
 
     private bool Matches(string name, string path)

@@ -10,10 +10,18 @@ namespace LlmTools.Commands;
 /// <code>Import-LlmModel -Model ./model.gguf -ContextSize 8192</code>
 /// <para>Loads the weights and creates an 8192-token context that later calls with the same options reuse.</para>
 /// </example>
+/// <example>
+/// <code>Import-LlmModel -Model tinystories -KeepAlive 00:05:00</code>
+/// <para>Loads the model and unloads it again after five minutes in which no call used it.</para>
+/// </example>
 [Cmdlet(VerbsData.Import, "LlmModel")]
 [OutputType(typeof(LlmLoadedModel))]
 public sealed class ImportLlmModelCommand : ModelCmdlet
 {
+    /// <summary>Unload the model once no call has used it for this long (as Ollama's keep_alive); None keeps it loaded until Remove-LlmModel.</summary>
+    [Parameter]
+    public TimeSpan? KeepAlive { get; set; }
+
     protected override void ProcessRecord()
     {
         try
@@ -23,6 +31,7 @@ public sealed class ImportLlmModelCommand : ModelCmdlet
             {
                 using var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
                 CompletionEngine.Prepare(lease, ContextOptions, events);
+                if (MyInvocation.BoundParameters.ContainsKey(nameof(KeepAlive))) ModelCache.Instance.SetKeepAlive(lease.Info.Path, KeepAlive);
                 return lease.Describe();
             });
             WriteObject(loaded);

@@ -10,13 +10,17 @@ namespace LlmTools.Commands;
 /// <code>Uninstall-LlmModel Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q8_0</code>
 /// <para>Asks first (ConfirmImpact High), then frees the file's space; -Confirm:$false skips the question.</para>
 /// </example>
+/// <example>
+/// <code>Get-LlmModel -ListAvailable | Where-Object HubReference | Uninstall-LlmModel -WhatIf</code>
+/// <para>Says which cached Hub models would be removed (files found in the cache carry their HubReference).</para>
+/// </example>
 [Cmdlet(VerbsLifecycle.Uninstall, "LlmModel", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(void))]
 public sealed class UninstallLlmModelCommand : LlmCmdlet
 {
     /// <summary>The Hub reference the model was installed with (org/name, org/name:QUANT, org/name/file.gguf).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("Reference")]
+    [Alias("Reference", "HubReference")]
     public string[] Model { get; set; } = [];
 
     /// <summary>Which quantization, for a repository with several cached.</summary>
