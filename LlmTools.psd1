@@ -32,6 +32,8 @@
         'Start-LlmServer'
         'Get-LlmServer'
         'Stop-LlmServer'
+        'Connect-LlmEndpoint'
+        'Disconnect-LlmEndpoint'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
