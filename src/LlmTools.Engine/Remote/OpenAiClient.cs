@@ -323,6 +323,8 @@ public static class OpenAiClient
 
     private static void ReadWhole(string text, Reply reply, bool chat)
     {
+        // A body cut short (the connection dropped mid-body; some stacks end a chunked body quietly): retry it as a reset.
+        if (!text.TrimEnd().EndsWith('}')) throw new IOException("The response body ended early.");
         using var doc = JsonDocument.Parse(text);
         var root = doc.RootElement;
         if (root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array && choices.GetArrayLength() > 0)
