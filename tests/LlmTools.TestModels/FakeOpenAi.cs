@@ -68,14 +68,15 @@ public sealed class FakeOpenAi : IDisposable
             HttpListenerContext ctx;
             try { ctx = await _listener.GetContextAsync(); }
             catch (Exception) { return; }
-            _ = Task.Run(() =>
+            // A thread per request (replies block while they are slow): pool threads would serialise them on 2 cores.
+            _ = Task.Factory.StartNew(() =>
             {
                 int now = Interlocked.Increment(ref _inFlight);
                 lock (_listener) MaxInFlight = Math.Max(MaxInFlight, now);
                 try { Handle(ctx); }
                 catch (Exception) { try { ctx.Response.Abort(); } catch (Exception) { } }
                 finally { Interlocked.Decrement(ref _inFlight); }
-            });
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
     }
 

@@ -6,7 +6,7 @@ Describe 'The module' {
         $manifest.PowerShellVersion | Should -Be '7.6'
         $exported = (Get-Command -Module LlmTools).Name | Sort-Object
         $exported | Should -Be ($manifest.CmdletsToExport | Sort-Object)
-        $exported.Count | Should -Be 19
+        $exported.Count | Should -Be 21
         $exported | Should -Contain 'Invoke-LlmCompletion'
         $exported | Should -Contain 'Measure-LlmToken'
     }

@@ -168,7 +168,8 @@ Describe '-Endpoint with faults' {
             while ($Fake.Requests.Count -lt 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
             $Fake.Requests.Count | Should -Be 2
             $bg.PowerShell.Stop()
-            $bg.Handle.IsCompleted | Should -BeTrue
+            $bg.Handle.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+            $bg.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
             # The server sees both connections go away (it writes to them until then).
             $deadline = [DateTime]::UtcNow.AddSeconds(30)
             while ($Fake.Disconnected -lt $before + 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }

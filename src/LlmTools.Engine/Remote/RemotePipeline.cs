@@ -27,7 +27,9 @@ public sealed class RemotePipeline : IDisposable
     {
         _slots.Wait(cancel);
         var token = CancellationTokenSource.CreateLinkedTokenSource(cancel, _stop.Token);
-        var task = Task.Run(() =>
+        // A thread of its own: the request blocks while it waits for the server, and ThrottleLimit blocked pool
+        // threads would starve the pool (and whatever else the process runs on it) on a small machine.
+        var task = Task.Factory.StartNew(() =>
         {
             try { return request(token.Token); }
             finally
@@ -35,7 +37,7 @@ public sealed class RemotePipeline : IDisposable
                 token.Dispose();
                 _slots.Release();
             }
-        }, CancellationToken.None);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
         lock (_order) _order.Enqueue(new Entry { State = state, Task = task });
     }
 
