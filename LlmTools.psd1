@@ -37,6 +37,8 @@
         'Get-LlmEmbedding'
         'Measure-LlmSimilarity'
         'Find-LlmSimilar'
+        'Connect-LlmEndpoint'
+        'Disconnect-LlmEndpoint'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -1,4 +1,6 @@
 using System.Management.Automation;
+using System.Security;
+using LlmTools.Engine.Remote;
 
 namespace LlmTools;
 
@@ -53,8 +55,32 @@ public abstract class GenerationCmdlet : ModelCmdlet
     [Parameter]
     public SwitchParameter AsObject { get; set; }
 
+    /// <summary>
+    /// An OpenAI-compatible server's base URL (e.g. http://127.0.0.1:8080/v1): the request goes there and -Model names
+    /// one of its models. Without it, the endpoint of Connect-LlmEndpoint, if any; else the model runs locally.
+    /// </summary>
+    [Parameter(ParameterSetName = ModelSet)]
+    public Uri? Endpoint { get; set; }
+
+    /// <summary>The key for -Endpoint, sent as a bearer token. Default: Connect-LlmEndpoint's key for that endpoint, else OPENAI_API_KEY.</summary>
+    [Parameter(ParameterSetName = ModelSet)]
+    public SecureString? ApiKey { get; set; }
+
+    /// <summary>With an endpoint: seconds one request may take before it is an error (RemoteTimeout). Default 300.</summary>
+    [Parameter]
+    public int TimeoutSec { get; set; } = 300;
+
     /// <summary>The options as given, checked; an out-of-range value ends the call with an error naming the range.</summary>
     protected CompletionOptions Options { get; private set; } = new();
+
+    /// <summary>The server this call sends to (-Endpoint, else Connect-LlmEndpoint's); null runs the model locally.</summary>
+    protected RemoteEndpoint? Remote { get; private set; }
+
+    /// <summary>The options sent to <see cref="Remote"/>: only those given, so the server's own defaults apply to the rest.</summary>
+    protected RemoteOptions RemoteOptions { get; private set; } = new();
+
+    /// <summary>Parameters of local models only: with an endpoint they are an error, never silently ignored.</summary>
+    private static readonly string[] LocalOnly = ["ContextSize", "Threads", "GpuLayers", "Template", "JsonSchema", "Grammar", "AsObject", "BatchSize"];
 
     /// <summary>Whether the output is JSON to parse into Value (-JsonSchema).</summary>
     protected bool ParsesJson => JsonSchema is not null;
@@ -82,6 +108,8 @@ public abstract class GenerationCmdlet : ModelCmdlet
             if (AsObject && JsonSchema is null)
                 throw new LlmException("AsObjectNeedsJsonSchema", LlmErrorKind.InvalidArgument,
                     "-AsObject writes the parsed JSON value: give -JsonSchema too.");
+            ResolveRemote();
+            if (Remote is not null) return;
             string? gbnf = JsonSchema is not null ? StructuredOutput.GrammarFor(JsonSchema) : Grammar;
             if (gbnf is not null)
             {
@@ -93,6 +121,37 @@ public abstract class GenerationCmdlet : ModelCmdlet
         {
             ThrowLlmError(e);
         }
+    }
+
+    private void ResolveRemote()
+    {
+        var bound = MyInvocation.BoundParameters;
+        if (ParameterSetName != ModelSet) return;
+        string? key = ApiKey is null ? null : new System.Net.NetworkCredential("", ApiKey).Password;
+        Remote = RemoteSession.Resolve(Endpoint, key);
+        if (Remote is null)
+        {
+            if (bound.ContainsKey(nameof(ApiKey)))
+                throw new LlmException("ApiKeyNeedsEndpoint", LlmErrorKind.InvalidArgument, "-ApiKey is for a server: give -Endpoint too (or Connect-LlmEndpoint).");
+            return;
+        }
+        if (TimeoutSec is < 1 or > 86400)
+            throw new LlmException("TimeoutOutOfRange", LlmErrorKind.InvalidArgument, $"TimeoutSec {TimeoutSec} is out of range: use 1 to 86400.", TimeoutSec);
+        if (LocalOnly.FirstOrDefault(bound.ContainsKey) is { } local)
+            throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                $"-{local} applies to local models only; the server at {Remote.Url} decides it (leave it out, or run the model locally).", local);
+        RemoteOptions = new RemoteOptions
+        {
+            MaxTokens = MaxTokens,
+            Temperature = bound.ContainsKey(nameof(Temperature)) ? Temperature : null,
+            TopP = bound.ContainsKey(nameof(TopP)) ? TopP : null,
+            TopK = bound.ContainsKey(nameof(TopK)) ? TopK : null,
+            MinP = bound.ContainsKey(nameof(MinP)) ? MinP : null,
+            RepeatPenalty = bound.ContainsKey(nameof(RepeatPenalty)) ? RepeatPenalty : null,
+            Seed = Options.Seed,
+            Stop = Options.Stop,
+            Timeout = TimeSpan.FromSeconds(TimeoutSec),
+        };
     }
 
     /// <summary>The object to write for a result: with -JsonSchema its Value is filled; with -AsObject only the value.</summary>
@@ -125,6 +184,9 @@ public abstract class ChatSessionCmdlet : GenerationCmdlet
     /// <summary>Loads (or finds) the model and opens a session with its chat format; the session owns the model lease.</summary>
     protected ChatSession OpenSession()
     {
+        if (Remote is not null)
+            throw new LlmException("RemoteNotSupported", LlmErrorKind.NotImplemented,
+                $"{MyInvocation.MyCommand.Name} runs local models only for now; for {Remote.Url} use New-LlmChatSession -Endpoint and Invoke-LlmChat -Session (or Disconnect-LlmEndpoint).");
         var path = ResolveModelPath();
         return RunEngine((events, cancel) =>
         {
@@ -163,6 +225,11 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     [Parameter(ParameterSetName = ModelSet)]
     public int BatchSize { get; set; } = DefaultBatchSize;
 
+    /// <summary>With an endpoint: piped inputs sent at once, at most this many requests in flight (default 4). Results keep the input order.</summary>
+    [Parameter(ParameterSetName = ModelSet)]
+    public int ThrottleLimit { get; set; } = 4;
+
+    private RemotePipeline? _remote;
     private ModelLease? _lease;
     private string? _leaseModel; // -Model as given, so a piped model is resolved once per change
     private CompletionPipeline? _pipeline;
@@ -186,17 +253,64 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     /// <summary>The object written for one result.</summary>
     protected virtual object ResultFor(string input, LlmCompletionResult result) => result;
 
+    /// <summary>One input sent to <see cref="GenerationCmdlet.Remote"/> (runs on a worker thread).</summary>
+    protected virtual LlmCompletionResult RemoteRequest(RemoteEndpoint endpoint, string model, string input, IEngineEvents events,
+        CancellationToken cancel, bool stream) =>
+        OpenAiClient.Complete(endpoint, model, input, RemoteOptions, events, cancel, stream, PrefixText);
+
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
         if (ParameterSetName == ModelSet && (BatchSize < 1 || BatchSize > 256))
             ThrowLlmError(new LlmException("BatchSizeOutOfRange", LlmErrorKind.InvalidArgument,
                 $"BatchSize {BatchSize} is out of range: use 1 to 256 inputs decoded together.", BatchSize));
+        if (ParameterSetName == ModelSet && (ThrottleLimit < 1 || ThrottleLimit > 64))
+            ThrowLlmError(new LlmException("ThrottleLimitOutOfRange", LlmErrorKind.InvalidArgument,
+                $"ThrottleLimit {ThrottleLimit} is out of range: use 1 to 64 requests in flight.", ThrottleLimit));
+    }
+
+    /// <summary>Inputs sent to the server: streamed one at a time, else ThrottleLimit in flight, written in input order.</summary>
+    private void SubmitRemote(IEnumerable<string> inputs)
+    {
+        var endpoint = Remote!;
+        string model = Model; // a model bound from the pipeline changes with the record: capture it now
+        foreach (var input in inputs)
+        {
+            if (Cancellation.IsCancellationRequested) return;
+            if (Stream || ThrottleLimit == 1)
+            {
+                Flush();
+                try
+                {
+                    var result = RunEngine((events, cancel) => RemoteRequest(endpoint, model, input, events, cancel, Stream), Stream);
+                    if (Stream) Host.UI.WriteLine();
+                    WriteShaped(input, result);
+                }
+                catch (LlmException e)
+                {
+                    WriteLlmError(e);
+                }
+                continue;
+            }
+            var pipeline = _remote ??= new RemotePipeline(ThrottleLimit);
+            var pump = EngineEvents;
+            RunEngine((_, cancel) =>
+            {
+                pipeline.Add(token => RemoteRequest(endpoint, model, input, pump, token, false), input, cancel);
+                return 0;
+            });
+            WriteReady();
+        }
     }
 
     /// <summary>Runs every input of this record; results are written in input order as they become ready.</summary>
     protected void Submit(IEnumerable<string> inputs)
     {
+        if (Remote is not null)
+        {
+            SubmitRemote(inputs);
+            return;
+        }
         if (EnsureModel() is { } failure)
         {
             WriteLlmError(failure);
@@ -330,6 +444,15 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     /// <summary>Waits for what is in flight and writes it.</summary>
     private void Flush()
     {
+        if (_remote is { } remote)
+        {
+            RunEngine((_, cancel) =>
+            {
+                remote.WaitAll(cancel);
+                return 0;
+            });
+            WriteReady();
+        }
         if (_pipeline is null) return;
         var pipeline = _pipeline;
         RunEngine((_, cancel) =>
@@ -343,6 +466,12 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
     private void WriteReady()
     {
         WriteQueuedEvents();
+        if (_remote is not null)
+            foreach (var (state, result, error) in _remote.TakeReady())
+            {
+                if (error is not null) WriteLlmError(error);
+                else if (result!.StopReason != LlmStopReason.Cancelled) WriteShaped((string?)state ?? "", result);
+            }
         if (_pipeline is null) return;
         foreach (var output in _pipeline.TakeReady())
         {
@@ -353,6 +482,8 @@ public abstract class BatchedGenerationCmdlet : GenerationCmdlet
 
     private void Release()
     {
+        _remote?.Dispose();
+        _remote = null;
         _pipeline?.Dispose();
         _pipeline = null;
         _pipelineFailure = null;

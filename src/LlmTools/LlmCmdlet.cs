@@ -152,6 +152,8 @@ public abstract class LlmCmdlet : PSCmdlet, IDisposable
         LlmErrorKind.OperationStopped => ErrorCategory.OperationStopped,
         LlmErrorKind.ResourceBusy => ErrorCategory.ResourceBusy,
         LlmErrorKind.NotInstalled => ErrorCategory.NotInstalled,
+        LlmErrorKind.PermissionDenied => ErrorCategory.PermissionDenied,
+        LlmErrorKind.ConnectionError => ErrorCategory.ConnectionError,
         _ => ErrorCategory.InvalidOperation,
     };
 

@@ -7,7 +7,7 @@ Describe 'The module' {
         $exported = (Get-Command -Module LlmTools).Name | Sort-Object
         $exported | Should -Be ($manifest.CmdletsToExport | Sort-Object)
         $exported.Count | Should -Be $manifest.CmdletsToExport.Count
-        $exported.Count | Should -BeGreaterOrEqual 24
+        $exported.Count | Should -BeGreaterOrEqual 26
         $exported | Should -Contain 'Invoke-LlmCompletion'
         $exported | Should -Contain 'Measure-LlmToken'
     }

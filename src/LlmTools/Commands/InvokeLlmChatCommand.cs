@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using LlmTools.Engine.Remote;
 
 namespace LlmTools.Commands;
 
@@ -29,9 +30,10 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
     [AllowEmptyString]
     public string[] Message { get; set; } = [];
 
-    /// <summary>A session from New-LlmChatSession: the messages become the next turns of its conversation.</summary>
+    /// <summary>A session from New-LlmChatSession (local, or on a server with -Endpoint): the messages become the next turns of its conversation.</summary>
     [Parameter(Mandatory = true, ParameterSetName = SessionSet)]
-    public ChatSession? Session { get; set; }
+    [ValidateNotNull]
+    public object? Session { get; set; }
 
     /// <summary>Drop the oldest turns of the session when the conversation no longer fits the context.</summary>
     [Parameter(ParameterSetName = SessionSet)]
@@ -59,6 +61,9 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
                         $"-{name} belongs to the session: give it to New-LlmChatSession.", name));
         }
         base.BeginProcessing();
+        if (ParameterSetName == SessionSet && (Session is PSObject pso ? pso.BaseObject : Session) is not (ChatSession or RemoteChatSession))
+            ThrowLlmError(new LlmException("ChatSessionInvalid", LlmErrorKind.InvalidArgument,
+                "-Session takes a session from New-LlmChatSession.", Session?.GetType().Name));
     }
 
     protected override void ProcessRecord()
@@ -68,12 +73,17 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
             Submit(Message);
             return;
         }
+        if ((Session is PSObject p ? p.BaseObject : Session) is RemoteChatSession remote)
+        {
+            SendRemote(remote);
+            return;
+        }
         foreach (var m in Message)
         {
             if (Cancellation.IsCancellationRequested) return;
             try
             {
-                var session = Session!;
+                var session = (ChatSession)(Session is PSObject pso ? pso.BaseObject : Session)!;
                 var adjust = TurnOptions(session);
                 var reply = RunEngine((events, cancel) => session.Send(m, events, cancel, TrimHistory, adjust), Stream);
                 if (Stream) Host.UI.WriteLine();
@@ -86,6 +96,46 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
             }
         }
     }
+
+    private void SendRemote(RemoteChatSession session)
+    {
+        var bound = MyInvocation.BoundParameters;
+        var given = Options;
+        Func<RemoteOptions, RemoteOptions> adjust = o => o with
+        {
+            MaxTokens = bound.ContainsKey("MaxTokens") ? given.MaxTokens : o.MaxTokens,
+            Temperature = bound.ContainsKey("Temperature") ? given.Temperature : o.Temperature,
+            TopK = bound.ContainsKey("TopK") ? given.TopK : o.TopK,
+            TopP = bound.ContainsKey("TopP") ? given.TopP : o.TopP,
+            MinP = bound.ContainsKey("MinP") ? given.MinP : o.MinP,
+            RepeatPenalty = bound.ContainsKey("RepeatPenalty") ? given.RepeatPenalty : o.RepeatPenalty,
+            Seed = bound.ContainsKey("Seed") ? given.Seed : o.Seed,
+            Stop = bound.ContainsKey("Stop") ? given.Stop : o.Stop,
+            Timeout = bound.ContainsKey("TimeoutSec") ? TimeSpan.FromSeconds(TimeoutSec) : o.Timeout,
+        };
+        foreach (var m in Message)
+        {
+            if (Cancellation.IsCancellationRequested) return;
+            try
+            {
+                if (JsonSchema is not null || Grammar is not null)
+                    throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                        $"-{(JsonSchema is not null ? "JsonSchema" : "Grammar")} applies to local models only.");
+                var reply = RunEngine((events, cancel) => session.Send(m, events, cancel, Stream, adjust), Stream);
+                if (Stream) Host.UI.WriteLine();
+                WriteObject(reply);
+            }
+            catch (LlmException e)
+            {
+                WriteLlmError(e);
+            }
+        }
+    }
+
+    /// <summary>A single-turn conversation on the server: the system prompt and the message.</summary>
+    protected override LlmCompletionResult RemoteRequest(RemoteEndpoint endpoint, string model, string input, IEngineEvents events,
+        CancellationToken cancel, bool stream) =>
+        OpenAiClient.Chat(endpoint, model, Conversation(input), RemoteOptions, events, cancel, stream);
 
     /// <summary>The sampling options given for this call, over the session's own; null when none was given.</summary>
     private Func<CompletionOptions, CompletionOptions>? TurnOptions(ChatSession session)

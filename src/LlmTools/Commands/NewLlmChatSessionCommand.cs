@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using LlmTools.Engine.Remote;
 
 namespace LlmTools.Commands;
 
@@ -17,8 +18,13 @@ namespace LlmTools.Commands;
 /// $chat.ToJson() | Set-Content chat.json</code>
 /// <para>A conversation kept between calls, saved as JSON.</para>
 /// </example>
+/// <example>
+/// <code>$chat = New-LlmChatSession -Endpoint http://127.0.0.1:8080/v1 -Model qwen -SystemPrompt 'Be brief.'
+/// Invoke-LlmChat -Session $chat -Message 'What is GGUF?'</code>
+/// <para>A conversation with a model on an OpenAI-compatible server: the session keeps the messages and sends them each turn.</para>
+/// </example>
 [Cmdlet(VerbsCommon.New, "LlmChatSession")]
-[OutputType(typeof(ChatSession))]
+[OutputType(typeof(ChatSession), typeof(RemoteChatSession))]
 public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
 {
     /// <summary>Messages to start from: objects or hashtables with role and content.</summary>
@@ -29,6 +35,19 @@ public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
     {
         try
         {
+            if (Remote is not null)
+            {
+                var remote = new RemoteChatSession(Remote, Model, SystemPrompt, RemoteOptions);
+                if (History is { Length: > 0 })
+                {
+                    var messages = History.Select(ChatInput.ToMessage).ToList();
+                    if (SystemPrompt is not null) messages.RemoveAll(m => m.Role == "system");
+                    remote.LoadJson(System.Text.Json.JsonSerializer.Serialize(
+                        (SystemPrompt is null ? [] : new[] { new LlmChatMessage("system", SystemPrompt) }).Concat(messages)));
+                }
+                WriteObject(remote);
+                return;
+            }
             var session = OpenSession();
             if (History is { Length: > 0 })
             {

@@ -1,0 +1,198 @@
+BeforeAll {
+    . $PSScriptRoot/TestSetup.ps1
+    # Runs a script in its own [PowerShell] on this runspace's module, so a test can Stop() it as Ctrl+C does.
+    function Start-Background([scriptblock] $Script, [object[]] $ArgumentList) {
+        $ps = [PowerShell]::Create()
+        $ps.AddScript("Import-Module '$(Join-Path $ModulePath 'LlmTools.psd1')'").AddStatement().AddScript($Script.ToString()) | Out-Null
+        foreach ($a in $ArgumentList) { $ps.AddArgument($a) | Out-Null }
+        [pscustomobject]@{ PowerShell = $ps; Handle = $ps.BeginInvoke() }
+    }
+}
+
+# The same -Endpoint cases against LlmTools' own server and against a loopback fake: results are the objects local
+# generation gives, piped inputs keep their order, a wrong key is RemoteUnauthorized.
+Describe '-Endpoint against <Name>' -ForEach @(
+    @{ Name = 'Start-LlmServer' }
+    @{ Name = 'a fake OpenAI server' }
+) {
+    BeforeAll {
+        $script:Key = ConvertTo-SecureString 'sk-right' -AsPlainText -Force
+        $script:Server = $null; $script:Fake = $null
+        if ($Name -eq 'Start-LlmServer') {
+            $script:Server = Start-LlmServer -Model $TinyModel, $ChatModel -Alias tiny, chat -Port 0 -ContextSize 512 -Threads 1 -ApiKey $Key -WarningAction SilentlyContinue
+            $script:Url = $Server.Endpoint
+            $script:Completion = 'tiny'; $script:Chat = 'chat'
+            # What a local greedy run gives (the server's sampling has no repeat penalty unless asked: -RepeatPenalty 1 both sides)
+            $script:Expect = { param($prompt, $max) (Invoke-LlmCompletion $prompt -Model $TinyModel -MaxTokens $max -Temperature 0 -RepeatPenalty 1 -ContextSize 512 -Threads 1).Text }
+        }
+        else {
+            $script:Fake = [LlmTools.TestModels.FakeOpenAi]::new()
+            $Fake.ApiKey = 'sk-right'
+            $script:Url = $Fake.Endpoint
+            $script:Completion = $Fake.ModelName; $script:Chat = $Fake.ModelName
+            $script:Expect = { param($prompt, $max) ([LlmTools.TestModels.FakeOpenAi]::Answer($prompt) -split ' ' | Select-Object -First $max) -join ' ' }
+        }
+    }
+    AfterAll {
+        if ($Server) { $Server | Stop-LlmServer }
+        if ($Fake) { $Fake.Dispose() }
+        Disconnect-LlmEndpoint
+    }
+
+    It 'gives a completion result with the text, usage and finish_reason' {
+        $r = Invoke-LlmCompletion 'Once upon a time' -Endpoint $Url -ApiKey $Key -Model $Completion -MaxTokens 5 -Temperature 0 -RepeatPenalty 1
+        $r | Should -BeOfType ([LlmTools.LlmCompletionResult])
+        $r.Text | Should -Be (& $Expect 'Once upon a time' 5)
+        $r.CompletionTokens | Should -Be 5
+        $r.PromptTokens | Should -BeGreaterThan 0
+        $r.StopReason | Should -Be 'MaxTokens'
+        $r.Model | Should -Be $Completion
+        $r.ModelPath | Should -Be $Url
+        $r.TotalDuration | Should -BeGreaterThan ([TimeSpan]::Zero)
+    }
+
+    It 'streams the same text (server-sent events) and still writes the result' {
+        $r = Invoke-LlmCompletion 'Once upon a time' -Endpoint $Url -ApiKey $Key -Model $Completion -MaxTokens 6 -Temperature 0 -RepeatPenalty 1 -Stream -InformationVariable shown 6>$null
+        $r.Text | Should -Be (& $Expect 'Once upon a time' 6)
+        ($shown.MessageData.Message -join '') | Should -Be $r.Text
+        $r.CompletionTokens | Should -Be 6
+        $r.TimeToFirstToken | Should -BeLessOrEqual $r.TotalDuration
+    }
+
+    It 'keeps the input order of piped prompts with -ThrottleLimit' {
+        $prompts = 'One day', 'Once upon a time', 'The cat', 'A dog', 'Lily went', 'Tim said'
+        $rs = $prompts | Invoke-LlmCompletion -Endpoint $Url -ApiKey $Key -Model $Completion -MaxTokens 4 -Temperature 0 -RepeatPenalty 1 -ThrottleLimit 3
+        $rs.Prompt | Should -Be $prompts
+        foreach ($r in $rs) { $r.Text | Should -Be (& $Expect $r.Prompt 4) }
+    }
+
+    It 'chats: single questions and a session that keeps the conversation' {
+        $reply = Invoke-LlmChat 'Hi' -Endpoint $Url -ApiKey $Key -Model $Chat -MaxTokens 4 -Temperature 0
+        $reply | Should -BeOfType ([LlmTools.LlmChatReply])
+        $reply.Message | Should -Be 'Hi'
+        $reply.CompletionTokens | Should -BeGreaterThan 0
+        $reply.ModelPath | Should -Be $Url
+
+        $session = New-LlmChatSession -Endpoint $Url -ApiKey $Key -Model $Chat -SystemPrompt 'Be brief.' -MaxTokens 4 -Temperature 0
+        $session.GetType().Name | Should -Be 'RemoteChatSession'
+        $replies = 'Hello', 'And again' | Invoke-LlmChat -Session $session
+        $replies.Turn | Should -Be 1, 2
+        $session.Messages.Role | Should -Be 'system', 'user', 'assistant', 'user', 'assistant'
+        ($session.ToJson() | ConvertFrom-Json).Count | Should -Be 5
+    }
+
+    It 'says RemoteUnauthorized for a wrong key, and RemoteNotFound for an unknown model' {
+        $wrong = ConvertTo-SecureString 'sk-wrong' -AsPlainText -Force
+        Invoke-LlmCompletion 'Once' -Endpoint $Url -ApiKey $wrong -Model $Completion -MaxTokens 2 -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteUnauthorized,LlmTools.Commands.InvokeLlmCompletionCommand'
+        $err[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
+        $err[0].ToString() | Should -Not -Match 'sk-wrong'
+        Invoke-LlmCompletion 'Once' -Endpoint $Url -ApiKey $Key -Model 'no-such-model' -MaxTokens 2 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteNotFound,LlmTools.Commands.InvokeLlmCompletionCommand'
+    }
+
+    It 'Connect-LlmEndpoint makes the server the default until Disconnect-LlmEndpoint' {
+        $c = Connect-LlmEndpoint -Uri $Url -ApiKey $Key
+        $c.Models | Should -Contain $Completion
+        $c.HasApiKey | Should -BeTrue
+        (Invoke-LlmCompletion 'Once upon a time' -Model $Completion -MaxTokens 3 -Temperature 0 -RepeatPenalty 1).ModelPath | Should -Be $Url
+        Disconnect-LlmEndpoint
+        # Local again: the remote name is no file here.
+        { Invoke-LlmCompletion 'Once' -Model $Completion -MaxTokens 2 -ErrorAction Stop } | Should -Throw
+        $e = { Connect-LlmEndpoint -Uri $Url -ApiKey (ConvertTo-SecureString 'sk-wrong' -AsPlainText -Force) } | Should -Throw -PassThru
+        $e.FullyQualifiedErrorId | Should -Be 'RemoteUnauthorized,LlmTools.Commands.ConnectLlmEndpointCommand'
+    }
+}
+
+Describe '-Endpoint with faults' {
+    BeforeAll { $script:Fake = [LlmTools.TestModels.FakeOpenAi]::new() }
+    AfterAll { $Fake.Dispose() }
+    BeforeEach { $Fake.Faults.Clear(); $Fake.Requests.Clear() }
+
+    It 'retries 429 (waiting Retry-After) and 503, then succeeds' {
+        $Fake.Faults.Enqueue('TooManyRequests'); $Fake.Faults.Enqueue('Unavailable')
+        $r = Invoke-LlmCompletion 'Once upon a time' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -MaxTokens 5
+        $r.Text | Should -Be 'You said: Once upon a'
+        $times = @($Fake.Requests.ToArray().At)
+        $times.Count | Should -Be 3
+        # Retry-After: 1 was honoured (a lower bound: the client must not come back sooner)
+        ($times[1] - $times[0]).TotalSeconds | Should -BeGreaterOrEqual 0.9
+    }
+
+    It 'gives up after its retries with RemoteBusy' {
+        1..6 | ForEach-Object { $Fake.Faults.Enqueue('Unavailable') }
+        Invoke-LlmCompletion 'Once' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -MaxTokens 2 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteBusy,LlmTools.Commands.InvokeLlmCompletionCommand'
+        $Fake.Requests.Count | Should -Be 5
+    }
+
+    It 'retries a connection reset mid-stream without showing the text twice' {
+        $Fake.Faults.Enqueue('ResetMidReply')
+        $r = Invoke-LlmCompletion 'Once upon a time there' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -MaxTokens 8 -Stream -InformationVariable shown 6>$null
+        $r.Text | Should -Be 'You said: Once upon a time there'
+        ($shown.MessageData.Message -join '') | Should -Be $r.Text
+        $Fake.Requests.Count | Should -Be 2
+    }
+
+    It 'retries a connection reset mid-body' {
+        $Fake.Faults.Enqueue('ResetMidReply')
+        (Invoke-LlmChat 'Hello there' -Endpoint $Fake.Endpoint -Model $Fake.ModelName).Text | Should -Be 'You said: Hello there'
+        $Fake.Requests.Count | Should -Be 2
+    }
+
+    It 'ends a slow request at -TimeoutSec with RemoteTimeout, for that input only' {
+        $rs = 'sleep:5000 slow', 'quick' | Invoke-LlmCompletion -Endpoint $Fake.Endpoint -Model $Fake.ModelName -TimeoutSec 1 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteTimeout,LlmTools.Commands.InvokeLlmCompletionCommand'
+        $rs.Prompt | Should -Be 'quick'
+    }
+
+    It 'sends at most -ThrottleLimit requests at once and writes results in input order' {
+        $fresh = [LlmTools.TestModels.FakeOpenAi]::new()
+        try {
+            # Later inputs finish first; the output order is still the input order.
+            $prompts = 'sleep:900 a', 'sleep:600 b', 'sleep:300 c', 'd', 'e', 'f'
+            $rs = $prompts | Invoke-LlmCompletion -Endpoint $fresh.Endpoint -Model $fresh.ModelName -ThrottleLimit 2
+            $rs.Prompt | Should -Be $prompts
+            $rs[0].Text | Should -Be 'You said: a'
+            $fresh.MaxInFlight | Should -Be 2
+        }
+        finally { $fresh.Dispose() }
+    }
+
+    It 'Stop() (Ctrl+C) ends the requests in flight' {
+        $before = $Fake.Disconnected
+        $bg = Start-Background { param($url, $model) 'sleep:60000 a', 'sleep:60000 b' | Invoke-LlmCompletion -Endpoint $url -Model $model } @($Fake.Endpoint, $Fake.ModelName)
+        try {
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while ($Fake.Requests.Count -lt 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            $Fake.Requests.Count | Should -Be 2
+            $bg.PowerShell.Stop()
+            $bg.Handle.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+            $bg.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+            # The server sees both connections go away (it writes to them until then).
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while ($Fake.Disconnected -lt $before + 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            $Fake.Disconnected | Should -Be ($before + 2)
+        }
+        finally { $bg.PowerShell.Dispose() }
+    }
+
+    It 'refuses local-only options and bad values with stable ids' {
+        { Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model m -ContextSize 512 } | Should -Throw -ErrorId 'RemoteOptionNotSupported,LlmTools.Commands.InvokeLlmCompletionCommand'
+        { Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model m -ThrottleLimit 0 } | Should -Throw -ErrorId 'ThrottleLimitOutOfRange,LlmTools.Commands.InvokeLlmCompletionCommand'
+        { Invoke-LlmCompletion 'x' -Endpoint 'ftp://host/v1' -Model m } | Should -Throw -ErrorId 'RemoteEndpointInvalid,LlmTools.Commands.InvokeLlmCompletionCommand'
+        { Invoke-LlmChat 'x' -Session 'not a session' } | Should -Throw -ErrorId 'ChatSessionInvalid,LlmTools.Commands.InvokeLlmChatCommand'
+    }
+
+    It 'takes OPENAI_API_KEY when no key is given' {
+        $Fake.ApiKey = 'sk-env'
+        $old = $env:OPENAI_API_KEY
+        try {
+            $env:OPENAI_API_KEY = 'sk-env'
+            (Invoke-LlmCompletion 'Once' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -MaxTokens 3).Text | Should -Be 'You said: Once'
+            $Fake.Requests.ToArray()[-1].Authorization | Should -Be 'Bearer sk-env'
+        }
+        finally { $env:OPENAI_API_KEY = $old; $Fake.ApiKey = $null }
+    }
+}
