@@ -188,7 +188,7 @@ public static class OpenAiClient
                 Text = Text.ToString(),
                 Prompt = prompt,
                 Prefix = prefix,
-                Model = model,
+                ModelName = model,
                 ModelPath = endpoint.Url,
                 PromptTokens = PromptTokens ?? 0,
                 CachedPromptTokens = CachedTokens ?? 0,
