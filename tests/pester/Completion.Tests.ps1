@@ -119,8 +119,10 @@ Describe 'Invoke-LlmCompletion over many piped prompts (batched)' {
     }
 
     It 'gives the same greedy results as one at a time, in input order' {
-        $one = $prompts | Invoke-LlmCompletion -Model $TinyModel -MaxTokens 20 -Temperature 0 -BatchSize 1
-        $batched = $prompts | Invoke-LlmCompletion -Model $TinyModel -MaxTokens 20 -Temperature 0 -BatchSize 4
+        # A trained model (the shipped TinyStories): random weights have near-tie logits that llama.cpp's kernels, not
+        # batch-invariant, may break either way when the KV cells are laid out differently.
+        $one = $prompts | Invoke-LlmCompletion -Model tinystories -MaxTokens 20 -Temperature 0 -BatchSize 1
+        $batched = $prompts | Invoke-LlmCompletion -Model tinystories -MaxTokens 20 -Temperature 0 -BatchSize 4
         $batched.Prompt | Should -Be $prompts
         $batched.Text | Should -Be $one.Text
         $batched.CompletionTokens | Should -Be $one.CompletionTokens
