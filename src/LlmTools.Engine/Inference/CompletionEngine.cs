@@ -23,13 +23,26 @@ public static class CompletionEngine
         var resolved = model.Resolve(contextOptions);
         LoadedModel.WarnAboutThreads(resolved.Threads, events);
         // A rendered chat (prefix + prompt) is tokenized with its message content as plain text.
-        var tokens = chat is null ? null : Sequence.TokenizeChat(model, chat, options.AddBos);
-        var sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration(), tokens);
+        Sequence sequence;
+        try
+        {
+            var tokens = chat is null ? null : Sequence.TokenizeChat(model, chat, options.AddBos);
+            sequence = new Sequence(model, prefix, prompt, options, resolved.ContextSize, lease.TakeLoadDuration(), tokens);
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw new LlmException("ModelUnloaded", LlmErrorKind.InvalidOperation,
+                $"'{model.Info.Path}' was removed from the session (Remove-LlmModel). Run the command again to load it.", model.Info.Path, e);
+        }
         return model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, resolved.ContextSize, resolved.Threads, events, cancel));
     }
 
     internal static void RequireWeights(LoadedModel model)
     {
+        // A lease kept past Remove-LlmModel and the end of its last call: the weights are gone, say so plainly.
+        if (model.IsDisposed)
+            throw new LlmException("ModelUnloaded", LlmErrorKind.InvalidOperation,
+                $"'{model.Info.Path}' was removed from the session (Remove-LlmModel). Run the command again to load it.", model.Info.Path);
         if (model.VocabularyOnly)
             throw new LlmException("VocabularyOnlyModel", LlmErrorKind.InvalidArgument,
                 $"'{model.Info.Path}' is loaded as a vocabulary only; it cannot generate text.", model.Info.Path);
