@@ -72,13 +72,19 @@ public class BatchTests
         using var generator = new BatchGenerator(lease, Greedy with { MaxTokens = 40 }, Context, 4, "", NullEngineEvents.Instance);
         generator.Add(0, "Once upon a time there was a little girl", Greedy with { MaxTokens = 40 });
         generator.Add(1, "The dog", Greedy with { MaxTokens = 2 });
-        var order = new List<BatchItem>();
-        while (generator.Active > 0) order.AddRange(generator.Step(default));
-        // The short one is done first; each result still belongs to its own input.
-        Assert.Equal([1L, 0L], order.Select(r => r.Id));
-        Assert.Equal("The dog", order[0].Result!.Prompt);
-        Assert.Equal(2, order[0].Result!.CompletionTokens);
-        Assert.Equal(40, order[1].Result!.CompletionTokens);
+        // Which Step call gave each result: the short one is never given after the long one (both may come in one
+        // Step when the scheduler finishes them before the caller looks).
+        var stepOf = new Dictionary<long, int>();
+        var items = new Dictionary<long, BatchItem>();
+        for (int step = 0; generator.Active > 0; step++)
+            foreach (var item in generator.Step(default)) { stepOf[item.Id] = step; items[item.Id] = item; }
+        Assert.Equal([0L, 1L], items.Keys.Order());
+        Assert.True(stepOf[1] <= stepOf[0], $"the 2-token input came in step {stepOf[1]}, the 40-token one in step {stepOf[0]}");
+        // Each result still belongs to its own input.
+        Assert.Equal("The dog", items[1].Result!.Prompt);
+        Assert.Equal(2, items[1].Result!.CompletionTokens);
+        Assert.Equal("Once upon a time there was a little girl", items[0].Result!.Prompt);
+        Assert.Equal(40, items[0].Result!.CompletionTokens);
     }
 
     [Fact]

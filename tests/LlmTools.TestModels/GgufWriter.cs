@@ -91,23 +91,38 @@ public sealed class GgufWriter
         for (long i = 0; i < pad; i++) w.Write((byte)0);
     }
 
-    private static void WriteString(BinaryWriter w, string s)
+    /// <summary>
+    /// Writes a GGUF string. Strings read by the engine's GgufFile keep invalid UTF-8 bytes as U+DC80..U+DCFF: those are
+    /// written back as the bytes they stand for, so a file read and written again is byte-identical (the fuzzer needs it).
+    /// </summary>
+    public static void WriteString(BinaryWriter w, string s)
     {
-        var bytes = Encoding.UTF8.GetBytes(s);
-        w.Write((ulong)bytes.Length);
-        w.Write(bytes);
+        var bytes = new List<byte>(s.Length);
+        Span<byte> buf = stackalloc byte[4];
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c is >= '\uDC80' and <= '\uDCFF') { bytes.Add((byte)(c - 0xDC00)); continue; }
+            int len = char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])
+                ? Encoding.UTF8.GetBytes(s.AsSpan(i++, 2), buf)
+                : Encoding.UTF8.GetBytes(s.AsSpan(i, 1), buf);
+            for (int j = 0; j < len; j++) bytes.Add(buf[j]);
+        }
+        w.Write((ulong)bytes.Count);
+        w.Write(bytes.ToArray());
     }
 
-    private static uint TypeOf(object v) => v switch
-    {
-        byte => 0, sbyte => 1, ushort => 2, short => 3, uint => 4, int => 5, float => 6, bool => 7, string => 8,
-        Array => 9, ulong => 10, long => 11, double => 12,
-        _ => throw new ArgumentException($"unsupported GGUF value {v.GetType()}"),
-    };
+    /// <summary>The GGUF value type of a .NET type.</summary>
+    public static uint TypeOf(Type t) =>
+        t == typeof(byte) ? 0u : t == typeof(sbyte) ? 1u : t == typeof(ushort) ? 2u : t == typeof(short) ? 3u :
+        t == typeof(uint) ? 4u : t == typeof(int) ? 5u : t == typeof(float) ? 6u : t == typeof(bool) ? 7u :
+        t == typeof(string) ? 8u : t.IsArray ? 9u : t == typeof(ulong) ? 10u : t == typeof(long) ? 11u :
+        t == typeof(double) ? 12u : throw new ArgumentException($"unsupported GGUF value {t}");
 
-    private static void WriteValue(BinaryWriter w, object v, bool withType)
+    /// <summary>Writes a metadata value (with its type first when <paramref name="withType"/>; array elements without).</summary>
+    public static void WriteValue(BinaryWriter w, object v, bool withType)
     {
-        if (withType) w.Write(TypeOf(v));
+        if (withType) w.Write(TypeOf(v.GetType()));
         switch (v)
         {
             case byte b: w.Write(b); break;
@@ -123,8 +138,7 @@ public sealed class GgufWriter
             case long l: w.Write(l); break;
             case double d: w.Write(d); break;
             case Array a:
-                var elementType = a.GetType().GetElementType()!;
-                w.Write(TypeOf(elementType == typeof(string) ? "" : Activator.CreateInstance(elementType)!));
+                w.Write(TypeOf(a.GetType().GetElementType()!));
                 w.Write((ulong)a.Length);
                 foreach (var e in a) WriteValue(w, e!, withType: false);
                 break;

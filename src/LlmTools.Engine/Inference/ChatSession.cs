@@ -1,4 +1,3 @@
-using System.Text.Json;
 using LlmTools.Engine.Inference;
 
 namespace LlmTools.Engine;
@@ -14,7 +13,8 @@ public sealed class ChatSession : IDisposable
     // The sequence the model's scheduler keeps for this conversation between turns (its KV cells).
     private readonly ModelScheduler.SequenceOwner _sequence = new(forgetOnRelease: false);
     private readonly int _threads;
-    private readonly List<LlmChatMessage> _messages = [];
+    private readonly ChatHistory _history = new();
+    private List<LlmChatMessage> _messages => _history.Messages;
     private int _busy;
     private bool _disposed;
 
@@ -44,18 +44,14 @@ public sealed class ChatSession : IDisposable
     public string ModelPath => _lease.Info.Path;
     public IReadOnlyList<LlmChatMessage> Messages => _messages;
     /// <summary>Exchanges so far (user messages answered).</summary>
-    public int Turns => _messages.Count(m => m.Role == "assistant");
+    public int Turns => _history.Turns;
     /// <summary>Tokens the conversation takes now, as of the last turn.</summary>
     public int TokensUsed { get; private set; }
 
     public string? SystemPrompt
     {
-        get => _messages.FirstOrDefault(m => m.Role == "system")?.Content;
-        set
-        {
-            _messages.RemoveAll(m => m.Role == "system");
-            if (!string.IsNullOrEmpty(value)) _messages.Insert(0, new LlmChatMessage("system", value));
-        }
+        get => _history.SystemPrompt;
+        set => _history.SystemPrompt = value;
     }
 
     /// <summary>Sends a user message and returns the reply, which joins the conversation.</summary>
@@ -119,17 +115,7 @@ public sealed class ChatSession : IDisposable
     /// <summary>Drops the oldest user message and the replies after it (the system prompt stays). False when nothing can go.</summary>
     public bool TrimOldestExchange() => TrimOldest(keepLastUser: false);
 
-    /// <summary>While answering, the newest user message is the one being answered: it stays.</summary>
-    private bool TrimOldest(bool keepLastUser)
-    {
-        int first = _messages.FindIndex(m => m.Role != "system");
-        int limit = keepLastUser ? _messages.FindLastIndex(m => m.Role == "user") : _messages.Count;
-        if (first < 0 || first >= limit) return false;
-        int next = _messages.FindIndex(first + 1, m => m.Role == "user");
-        if (next < 0 || next > limit) next = limit;
-        _messages.RemoveRange(first, next - first);
-        return true;
-    }
+    private bool TrimOldest(bool keepLastUser) => _history.TrimOldest(keepLastUser);
 
     /// <summary>Forgets the conversation (the system prompt stays) and the KV state.</summary>
     public void Reset()
@@ -137,9 +123,7 @@ public sealed class ChatSession : IDisposable
         EnterBusy();
         try
         {
-            var system = SystemPrompt;
-            _messages.Clear();
-            SystemPrompt = system;
+            _history.ClearKeepingSystem();
             _lease.Model.Scheduler.Clear(_sequence, NullEngineEvents.Instance);
             TokensUsed = 0;
         }
@@ -158,28 +142,16 @@ public sealed class ChatSession : IDisposable
     }
 
     /// <summary>The conversation as JSON: [{"role": ..., "content": ...}], the form the Hub tools use.</summary>
-    public string ToJson() => JsonSerializer.Serialize(_messages, JsonOptions);
+    public string ToJson() => _history.ToJson();
 
     /// <summary>Replaces the conversation with one saved by <see cref="ToJson"/> (or any [{role, content}] array).</summary>
     public void LoadJson(string json)
     {
-        List<LlmChatMessage>? loaded;
-        try
-        {
-            loaded = JsonSerializer.Deserialize<List<LlmChatMessage>>(json, JsonOptions);
-        }
-        catch (JsonException e)
-        {
-            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData,
-                $"The conversation is not a JSON array of {{\"role\", \"content\"}} objects: {e.Message}", null, e);
-        }
-        if (loaded is null || loaded.Any(m => m is null || string.IsNullOrEmpty(m.Role)))
-            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData, "Every message needs a role and a content.");
+        var loaded = ChatHistory.Parse(json);
         EnterBusy();
         try
         {
-            _messages.Clear();
-            _messages.AddRange(loaded);
+            _history.Replace(loaded);
             TokensUsed = 0;
         }
         finally
@@ -187,13 +159,6 @@ public sealed class ChatSession : IDisposable
             Volatile.Write(ref _busy, 0);
         }
     }
-
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNameCaseInsensitive = true,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
 
     /// <summary>Ends the session; a turn under way is answered first (Ctrl+C stops it).</summary>
     public void Dispose()

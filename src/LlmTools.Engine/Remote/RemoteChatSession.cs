@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace LlmTools.Engine.Remote;
 
 /// <summary>
@@ -9,7 +7,8 @@ namespace LlmTools.Engine.Remote;
 /// </summary>
 public sealed class RemoteChatSession : IDisposable
 {
-    private readonly List<LlmChatMessage> _messages = [];
+    private readonly ChatHistory _history = new();
+    private List<LlmChatMessage> _messages => _history.Messages;
     private int _busy;
 
     public RemoteChatSession(RemoteEndpoint endpoint, string model, string? systemPrompt, RemoteOptions options)
@@ -25,7 +24,7 @@ public sealed class RemoteChatSession : IDisposable
     public string Model { get; }
     public string ModelPath => Endpoint.Url;
     public IReadOnlyList<LlmChatMessage> Messages => _messages;
-    public int Turns => _messages.Count(m => m.Role == "assistant");
+    public int Turns => _history.Turns;
     /// <summary>Tokens the conversation took on the server at the last turn (prompt plus reply, from usage).</summary>
     public int TokensUsed { get; private set; }
     /// <summary>Unknown for a remote model (the server decides); 0.</summary>
@@ -33,12 +32,8 @@ public sealed class RemoteChatSession : IDisposable
 
     public string? SystemPrompt
     {
-        get => _messages.FirstOrDefault(m => m.Role == "system")?.Content;
-        set
-        {
-            _messages.RemoveAll(m => m.Role == "system");
-            if (!string.IsNullOrEmpty(value)) _messages.Insert(0, new LlmChatMessage("system", value));
-        }
+        get => _history.SystemPrompt;
+        set => _history.SystemPrompt = value;
     }
 
     /// <summary>Sends a user message and returns the reply, which joins the conversation.</summary>
@@ -73,51 +68,22 @@ public sealed class RemoteChatSession : IDisposable
     }
 
     /// <summary>Drops the oldest user message and the replies after it (the system prompt stays).</summary>
-    public bool TrimOldestExchange()
-    {
-        int first = _messages.FindIndex(m => m.Role != "system");
-        if (first < 0) return false;
-        int next = _messages.FindIndex(first + 1, m => m.Role == "user");
-        _messages.RemoveRange(first, (next < 0 ? _messages.Count : next) - first);
-        return true;
-    }
+    public bool TrimOldestExchange() => _history.TrimOldest(keepLastUser: false);
 
     /// <summary>Forgets the conversation (the system prompt stays).</summary>
     public void Reset()
     {
-        var system = SystemPrompt;
-        _messages.Clear();
-        SystemPrompt = system;
+        _history.ClearKeepingSystem();
         TokensUsed = 0;
     }
 
-    public string ToJson() => JsonSerializer.Serialize(_messages, JsonOptions);
+    public string ToJson() => _history.ToJson();
 
     public void LoadJson(string json)
     {
-        List<LlmChatMessage>? loaded;
-        try
-        {
-            loaded = JsonSerializer.Deserialize<List<LlmChatMessage>>(json, JsonOptions);
-        }
-        catch (JsonException e)
-        {
-            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData,
-                $"The conversation is not a JSON array of {{\"role\", \"content\"}} objects: {e.Message}", null, e);
-        }
-        if (loaded is null || loaded.Any(m => m is null || string.IsNullOrEmpty(m.Role)))
-            throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData, "Every message needs a role and a content.");
-        _messages.Clear();
-        _messages.AddRange(loaded);
+        _history.Replace(ChatHistory.Parse(json));
         TokensUsed = 0;
     }
-
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNameCaseInsensitive = true,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
 
     public void Dispose() { }
 

@@ -179,13 +179,23 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
 
     protected override string PrefixText => _prefix;
 
+    // The input whose conversation was rendered last: PromptFor and ChatFor ask for the same rendering in turn.
+    private (string Input, PromptSegments Segments)? _rendered;
+
+    private PromptSegments Rendered(string input)
+    {
+        if (_rendered is not { } last || !ReferenceEquals(last.Input, input))
+            _rendered = last = (input, _format!.RenderSegments(Conversation(input), addGenerationPrompt: true));
+        return last.Segments;
+    }
+
     protected override string PromptFor(string input)
     {
-        var rendered = _format!.Render(Conversation(input), addGenerationPrompt: true);
+        var rendered = Rendered(input).Text;
         return rendered.StartsWith(_prefix, StringComparison.Ordinal) ? rendered[_prefix.Length..] : rendered;
     }
 
-    protected override PromptSegments? ChatFor(string input) => _format!.RenderSegments(Conversation(input), addGenerationPrompt: true);
+    protected override PromptSegments? ChatFor(string input) => Rendered(input);
 
     protected override CompletionOptions OptionsFor(string prompt) => Options with
     {
