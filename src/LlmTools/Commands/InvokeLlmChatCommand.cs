@@ -180,13 +180,19 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
     protected override string PrefixText => _prefix;
 
     // The input whose conversation was rendered last: PromptFor and ChatFor ask for the same rendering in turn.
-    private (string Input, PromptSegments Segments)? _rendered;
+    // Two reference fields, not a tuple: a value type over an engine type would load the engine when PowerShell
+    // reflects this class, before the module initializer has said where the engine is.
+    private string? _renderedInput;
+    private PromptSegments? _renderedSegments;
 
     private PromptSegments Rendered(string input)
     {
-        if (_rendered is not { } last || !ReferenceEquals(last.Input, input))
-            _rendered = last = (input, _format!.RenderSegments(Conversation(input), addGenerationPrompt: true));
-        return last.Segments;
+        if (_renderedSegments is null || !ReferenceEquals(_renderedInput, input))
+        {
+            _renderedSegments = _format!.RenderSegments(Conversation(input), addGenerationPrompt: true);
+            _renderedInput = input;
+        }
+        return _renderedSegments;
     }
 
     protected override string PromptFor(string input)
