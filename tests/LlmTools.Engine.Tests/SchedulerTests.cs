@@ -74,6 +74,32 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void AfterABurstOnlyTheMostRecentFinishedSequencesStayCachedSoIdleCellsDoNotWidenLaterDecodes()
+    {
+        var path = FreshCopy("tiny");
+        using var lease = Acquire(path);
+        var scheduler = lease.Model.Scheduler;
+        var once = new CompletionOptions { Temperature = 0, RepeatPenalty = 1, MaxTokens = 1 };
+        string[] prompts = ["Apples grow on trees in the orchard", "Boats float on the lake at dawn", "Clouds drift over the hills",
+                            "Dogs bark at the mail carrier", "Eagles fly above the mountains"];
+        // A burst: five callers at once take five sequences, which all finish in the same step.
+        var gate = HoldScheduler(scheduler);
+        var tasks = prompts.Select(p => Task.Factory.StartNew(() => Complete(lease, p, once), TaskCreationOptions.LongRunning)).ToArray();
+        SpinWait.SpinUntil(() => scheduler.Pending == prompts.Length, 10_000);
+        gate.Set();
+        Task.WaitAll(tasks);
+        Assert.Equal(prompts.Length, scheduler.PeakSequencesPerBatch);
+        int bos = lease.Model.Handle.Vocab.ShouldAddBOS ? 1 : 0;
+        // The last to finish is still cached whole; the first was freed, so its prompt is read again.
+        var latest = Complete(lease, prompts[^1], once);
+        Assert.Equal(latest.PromptTokens - 1, latest.CachedPromptTokens);
+        var oldest = Complete(lease, prompts[0], once);
+        Assert.True(oldest.CachedPromptTokens <= bos,
+            $"only the {ModelScheduler.IdleCachesKept} most recent idle sequences should keep their cells, yet {oldest.CachedPromptTokens} cached tokens were reused");
+        ModelCache.Instance.Unload(path);
+    }
+
+    [Fact]
     public void CancellingOneCallerStopsOnlyItsSequence()
     {
         var path = FreshCopy("tiny");

@@ -20,6 +20,13 @@ internal sealed class ModelScheduler
     /// <summary>A context holds up to this many times the per-sequence size, for concurrent and cached sequences.</summary>
     private const int MaxSizeMultiple = 4;
 
+    /// <summary>
+    /// Finished sequences nobody keeps stay cached for a later call with the same prefix, but their cells widen the
+    /// attention span (n_kv) of every decode after them and take room from new callers: after a burst of concurrent
+    /// callers only the most recent few stay.
+    /// </summary>
+    internal const int IdleCachesKept = 2;
+
     private readonly LoadedModel _model;
     private readonly object _lock = new();
     private readonly Queue<object> _incoming = new(); // Job or Control, in arrival order
@@ -500,6 +507,14 @@ internal sealed class ModelScheduler
         return true;
     }
 
+    /// <summary>Frees the cells of all but the most recently used sequences that no job, session or prefix holds.</summary>
+    private void TrimIdleCaches()
+    {
+        foreach (var slot in _slots.Where(s => s.Job is null && s.Owner is null && s.Cached.Count > 0)
+                     .OrderByDescending(s => s.LastUsed).Skip(IdleCachesKept).ToList())
+            ClearCells(slot);
+    }
+
     private void ClearCells(Slot slot)
     {
         if (slot.Cached.Count > 0 || slot.Dirty) _ctx?.RemoveCells(slot.SeqId, 0);
@@ -724,6 +739,7 @@ internal sealed class ModelScheduler
             slot.Job = null;
             slot.LastUsed = ++_clock;
             if (job.Broken) ClearCells(slot);
+            TrimIdleCaches();
         }
         try
         {
@@ -762,6 +778,7 @@ internal sealed class ModelScheduler
                 {
                     slot.Owner = null;
                     if (owner.ForgetOnRelease) ClearCells(slot);
+                    else TrimIdleCaches();
                 }
                 owner.Slot = null;
                 return 0;
