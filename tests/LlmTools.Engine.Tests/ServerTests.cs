@@ -253,6 +253,58 @@ public sealed class ServerTests : IDisposable
     }
 
     [Fact]
+    public async Task EmbeddingsAreTheEnginesVectorsInOpenAisShape()
+    {
+        string[] texts = ["The cat sat on the mat.", "A dog barked."];
+        IReadOnlyList<EmbeddingItem> expected;
+        using (var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default))
+            expected = EmbeddingEngine.Embed(lease, texts, new EmbeddingOptions(), Context, NullEngineEvents.Instance, default);
+
+        var r = await Post("embeddings", new { model = "tiny", input = texts });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("list", (string?)r.Body["object"]);
+        Assert.Equal("tiny", (string?)r.Body["model"]);
+        var data = r.Body["data"]!.AsArray();
+        Assert.Equal(2, data.Count);
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal("embedding", (string?)data[i]!["object"]);
+            Assert.Equal(i, (int)data[i]!["index"]!);
+            // The same vector up to float rounding (a batch's decode may sum in another order).
+            var got = data[i]!["embedding"]!.AsArray().Select(x => (float)x!).ToArray();
+            Assert.Equal(expected[i].Embedding!.Vector.Length, got.Length);
+            Assert.True(EmbeddingEngine.Cosine(expected[i].Embedding!.Vector, got) >= 0.99999);
+            Assert.Equal(expected[i].Embedding!.TokenCount, (int)data[i]!["prompt_tokens"]!);
+        }
+        int sum = expected.Sum(e => e.Embedding!.TokenCount);
+        Assert.Equal(sum, (int)r.Body["usage"]!["prompt_tokens"]!);
+        Assert.Equal(sum, (int)r.Body["usage"]!["total_tokens"]!);
+
+        // base64: the little-endian float32s of the same vector; a single string input gives one item.
+        r = await Post("embeddings", new { model = "tiny", input = texts[1], encoding_format = "base64" });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        var bytes = Convert.FromBase64String((string)r.Body["data"]![0]!["embedding"]!);
+        var vector = new float[bytes.Length / 4];
+        Buffer.BlockCopy(bytes, 0, vector, 0, bytes.Length);
+        Assert.Equal(expected[1].Embedding!.Vector.Length, vector.Length);
+        Assert.True(EmbeddingEngine.Cosine(expected[1].Embedding!.Vector, vector) >= 0.99999);
+
+        // One text too long fails the request, naming it; bad inputs are 400s naming the field.
+        var tooLong = string.Join(" ", Enumerable.Repeat("the little dog", 400));
+        r = await Post("embeddings", new { model = "tiny", input = new[] { "short", tooLong } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "context_length_exceeded", "input[1]");
+        Assert.Contains("512", (string)r.Body["error"]!["message"]!);
+        r = await Post("embeddings", new { model = "tiny", input = new object[] { "a", 7 } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "input[1]");
+        r = await Post("embeddings", new { model = "tiny", input = Array.Empty<string>() });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "input");
+        r = await Post("embeddings", new { model = "tiny", input = "x", encoding_format = "int8" });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "encoding_format");
+        r = await Post("embeddings", new { model = "nope", input = "x" });
+        AssertError(HttpStatusCode.NotFound, r.Status, r.Body, "model_not_found", "model");
+    }
+
+    [Fact]
     public async Task APromptLongerThanTheContextIsRefusedWithBothNumbers()
     {
         var prompt = string.Join(" ", Enumerable.Repeat("the little dog", 400));

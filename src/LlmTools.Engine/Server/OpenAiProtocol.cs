@@ -237,7 +237,7 @@ internal sealed class OpenAiRequest
     }
 
     /// <summary>Typed access to optional fields; a field of the wrong type is a 400 naming it. null counts as absent.</summary>
-    private readonly struct Reader(JsonElement obj, string prefix = "")
+    internal readonly struct Reader(JsonElement obj, string prefix = "")
     {
         public bool Has(string name) => obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
 
@@ -276,5 +276,56 @@ internal sealed class OpenAiRequest
             if (l is < int.MinValue or > int.MaxValue) throw OpenAiError.BadRequest($"{prefix}{name} {l} is out of range.", prefix + name);
             return (int)l;
         }
+    }
+}
+
+/// <summary>What an embeddings request asks for: the texts (a string or an array of strings), the model, the encoding.</summary>
+internal sealed class OpenAiEmbeddingRequest
+{
+    /// <summary>OpenAI's own limit on inputs per request.</summary>
+    public const int MaxInputs = 2048;
+
+    public string? Model { get; private init; }
+    public required IReadOnlyList<string> Input { get; init; }
+    /// <summary>input was one string (errors then name "input", not "input[0]").</summary>
+    public bool Single { get; private init; }
+    /// <summary>encoding_format "base64": each vector as the base64 of its little-endian float32s.</summary>
+    public bool Base64 { get; private init; }
+
+    public static OpenAiEmbeddingRequest Parse(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw OpenAiError.BadRequest("The request body must be a JSON object.");
+        var r = new OpenAiRequest.Reader(root);
+        var format = r.String("encoding_format") ?? "float";
+        if (format is not ("float" or "base64"))
+            throw OpenAiError.BadRequest($"encoding_format '{format}' is not supported: use float or base64.", "encoding_format");
+        if (r.Int("dimensions") is { } dims)
+            throw OpenAiError.BadRequest($"dimensions {dims} is not supported: this server returns the model's full embedding length.", "dimensions");
+        if (!root.TryGetProperty("input", out var input) || input.ValueKind == JsonValueKind.Null)
+            throw OpenAiError.BadRequest("input is required: a string or an array of strings.", "input");
+        var texts = new List<string>();
+        bool single = false;
+        if (input.ValueKind == JsonValueKind.String)
+        {
+            texts.Add(input.GetString()!);
+            single = true;
+        }
+        else if (input.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (var e in input.EnumerateArray())
+            {
+                if (e.ValueKind != JsonValueKind.String)
+                    throw OpenAiError.BadRequest($"input[{i}] must be a string; token arrays are not supported.", $"input[{i}]");
+                texts.Add(e.GetString()!);
+                i++;
+            }
+            if (texts.Count == 0) throw OpenAiError.BadRequest("input is an empty array: give at least one string.", "input");
+            if (texts.Count > MaxInputs)
+                throw OpenAiError.BadRequest($"input has {texts.Count} strings; send at most {MaxInputs} per request.", "input");
+        }
+        else throw OpenAiError.BadRequest("input must be a string or an array of strings.", "input");
+        return new OpenAiEmbeddingRequest { Model = r.String("model"), Input = texts, Single = single, Base64 = format == "base64" };
     }
 }
