@@ -304,6 +304,85 @@ public sealed class ServerTests : IDisposable
         AssertError(HttpStatusCode.NotFound, r.Status, r.Body, "model_not_found", "model");
     }
 
+    private const string PersonSchema = """
+        {"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":0,"maximum":120},
+         "mood":{"enum":["happy","sad"]}},"required":["name","age","mood"],"additionalProperties":false}
+        """;
+
+    private static void AssertValid(string schemaText, string text)
+    {
+        var value = JsonDocument.Parse(text).RootElement; // throws when the content is not JSON
+        var result = global::Json.Schema.JsonSchema.FromText(schemaText).Evaluate(value, new global::Json.Schema.EvaluationOptions { OutputFormat = global::Json.Schema.OutputFormat.List });
+        Assert.True(result.IsValid, $"not valid against the schema: {text}");
+    }
+
+    [Fact]
+    public async Task ResponseFormatJsonSchemaGivesContentValidAgainstTheSchema()
+    {
+        var schema = JsonNode.Parse(PersonSchema)!;
+        var format = new JsonObject
+        {
+            ["type"] = "json_schema",
+            ["json_schema"] = new JsonObject { ["name"] = "person", ["schema"] = schema, ["strict"] = true },
+        };
+        var messages = new[] { new { role = "user", content = "Describe a person." } };
+        var r = await Post("chat/completions", new { model = "chat", messages, temperature = 0, max_tokens = 120, response_format = format });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("stop", (string?)r.Body["choices"]![0]!["finish_reason"]);
+        var content = (string)r.Body["choices"]![0]!["message"]!["content"]!;
+        AssertValid(PersonSchema, content);
+
+        // Streamed, the deltas join into the same JSON; sampled (seeded), still valid.
+        var request = new HttpRequestMessage(HttpMethod.Post, "chat/completions")
+        {
+            Content = Json(new { model = "chat", messages, temperature = 0, max_tokens = 120, response_format = format, stream = true }),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var events = await ReadEvents(response);
+        var streamed = string.Concat(events.Where(e => e != "[DONE]").Select(e => (string?)JsonNode.Parse(e)!["choices"]!.AsArray().FirstOrDefault()?["delta"]?["content"]));
+        Assert.Equal(content, streamed);
+        r = await Post("completions", new { model = "tiny", prompt = "Once upon a time", temperature = 1, seed = 7, max_tokens = 120,
+            response_format = format });
+        Assert.Equal("stop", (string?)r.Body["choices"]![0]!["finish_reason"]);
+        AssertValid(PersonSchema, (string)r.Body["choices"]![0]!["text"]!);
+
+        // llama.cpp's extensions: json_schema at the top level, and a GBNF grammar.
+        r = await Post("completions", new { model = "tiny", prompt = "Once", temperature = 0, max_tokens = 120, json_schema = schema });
+        AssertValid(PersonSchema, (string)r.Body["choices"]![0]!["text"]!);
+        r = await Post("completions", new { model = "tiny", prompt = "Once", temperature = 0, max_tokens = 8, grammar = "root ::= \"yes\" | \"no\"" });
+        Assert.Contains((string)r.Body["choices"]![0]!["text"]!, new[] { "yes", "no" });
+    }
+
+    [Fact]
+    public async Task ResponseFormatJsonObjectGivesAnObjectAndBadFormatsAre400s()
+    {
+        var r = await Post("completions", new { model = "tiny", prompt = "Once upon a time", temperature = 0, max_tokens = 200,
+            response_format = new { type = "json_object" } });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        var text = (string)r.Body["choices"]![0]!["text"]!;
+        // Any object: a random-weights model may keep writing a key until max_tokens; a finished one parses as an object.
+        Assert.StartsWith("{", text);
+        if ((string?)r.Body["choices"]![0]!["finish_reason"] == "stop")
+            Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(text).RootElement.ValueKind);
+
+        var unsupported = JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"integer","not":{"const":3}}}}""");
+        r = await Post("chat/completions", new
+        {
+            model = "chat", messages = new[] { new { role = "user", content = "x" } },
+            response_format = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "n", ["schema"] = unsupported } },
+        });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "JsonSchemaUnsupported", "response_format.json_schema.schema");
+        Assert.Contains("'not'", (string)r.Body["error"]!["message"]!);
+        r = await Post("completions", new { model = "tiny", prompt = "x", response_format = new { type = "yaml" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "response_format.type");
+        r = await Post("completions", new { model = "tiny", prompt = "x", response_format = new { type = "json_schema" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "response_format.json_schema");
+        r = await Post("completions", new { model = "tiny", prompt = "x", grammar = "root ::= (" });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "GrammarInvalid", "grammar");
+        r = await Post("completions", new { model = "tiny", prompt = "x", grammar = "root ::= \"a\"", response_format = new { type = "json_object" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "grammar");
+    }
+
     [Fact]
     public async Task APromptLongerThanTheContextIsRefusedWithBothNumbers()
     {

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlmTools.Engine.Grammar;
 
 namespace LlmTools.Server;
 
@@ -93,9 +95,7 @@ internal sealed class OpenAiRequest
         if (r.Has("tools") && root.GetProperty("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw OpenAiError.BadRequest("tools are not supported by this server yet.", "tools");
         if (r.Has("functions")) throw OpenAiError.BadRequest("functions are not supported by this server.", "functions");
-        if (r.Has("response_format") && root.GetProperty("response_format") is var format && format.ValueKind == JsonValueKind.Object &&
-            format.TryGetProperty("type", out var ft) && ft.ValueKind == JsonValueKind.String && ft.GetString() != "text")
-            throw OpenAiError.BadRequest($"response_format '{ft.GetString()}' is not supported by this server yet; only 'text'.", "response_format");
+        string? grammar = ParseGrammar(root, r);
         if (r.Has("logit_bias") && root.GetProperty("logit_bias") is { ValueKind: JsonValueKind.Object } bias && bias.EnumerateObject().Any())
             throw OpenAiError.BadRequest("logit_bias is not supported by this server.", "logit_bias");
         if (r.String("suffix") is { Length: > 0 }) throw OpenAiError.BadRequest("suffix (insertion) is not supported by this server.", "suffix");
@@ -180,8 +180,89 @@ internal sealed class OpenAiRequest
                 Seed = seed,
                 Stop = stop,
                 MaxTokens = maxTokens ?? CompletionOptions.DefaultMaxTokens,
+                Grammar = grammar,
             },
         };
+    }
+
+    /// <summary>Any JSON object: what response_format json_object asks for (llama-server uses the same schema).</summary>
+    private static readonly Lazy<string> AnyObject = new(() => JsonSchemaGrammar.Convert("""{"type":"object"}"""));
+
+    /// <summary>
+    /// The GBNF grammar the output must follow, from response_format (json_object, or json_schema through the module's
+    /// JSON-schema converter), or llama.cpp's extensions json_schema and grammar; null for free text. A schema keyword the
+    /// converter cannot enforce, or a bad grammar, is a 400 naming it: checked here, never in native code.
+    /// </summary>
+    private static string? ParseGrammar(JsonElement root, Reader r)
+    {
+        var sources = new List<string>();
+        string? gbnf = null;
+        if (r.Has("response_format"))
+        {
+            var format = root.GetProperty("response_format");
+            if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var ft) || ft.ValueKind != JsonValueKind.String)
+                throw OpenAiError.BadRequest("response_format must be an object with a type: text, json_object or json_schema.", "response_format");
+            switch (ft.GetString())
+            {
+                case "text":
+                    break;
+                case "json_object":
+                    gbnf = AnyObject.Value;
+                    sources.Add("response_format");
+                    break;
+                case "json_schema":
+                    if (!format.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object)
+                        throw OpenAiError.BadRequest("response_format.json_schema is required: {\"name\": ..., \"schema\": {...}}.", "response_format.json_schema");
+                    var jr = new Reader(js, "response_format.json_schema.");
+                    jr.String("name");
+                    jr.Bool("strict"); // the output always follows the schema: strict or not is the same here
+                    gbnf = js.TryGetProperty("schema", out var schema) && schema.ValueKind != JsonValueKind.Null
+                        ? SchemaGrammar(schema, "response_format.json_schema.schema")
+                        : AnyObject.Value;
+                    sources.Add("response_format");
+                    break;
+                case var other:
+                    throw OpenAiError.BadRequest($"response_format type '{other}' is not supported: use text, json_object or json_schema.", "response_format.type");
+            }
+        }
+        if (r.Has("json_schema"))
+        {
+            gbnf = SchemaGrammar(root.GetProperty("json_schema"), "json_schema");
+            sources.Add("json_schema");
+        }
+        if (r.String("grammar") is { } g)
+        {
+            try
+            {
+                GbnfGrammar.Parse(g);
+            }
+            catch (LlmException e)
+            {
+                throw OpenAiError.BadRequest($"grammar: {e.Message}", "grammar", e.ErrorId);
+            }
+            gbnf = g;
+            sources.Add("grammar");
+        }
+        if (sources.Count > 1)
+            throw OpenAiError.BadRequest($"{string.Join(" and ", sources)} both constrain the output: give one of them.", sources[1]);
+        return gbnf;
+    }
+
+    private static string SchemaGrammar(JsonElement schema, string param)
+    {
+        if (schema.ValueKind is not (JsonValueKind.Object or JsonValueKind.True))
+            throw OpenAiError.BadRequest($"{param} must be a JSON schema object.", param);
+        try
+        {
+            var gbnf = JsonSchemaGrammar.Convert(JsonNode.Parse(schema.GetRawText()));
+            GbnfGrammar.Parse(gbnf);
+            return gbnf;
+        }
+        catch (LlmException e)
+        {
+            // e.g. "The JSON schema uses the keyword 'if' at '#', which constrained output cannot enforce."
+            throw OpenAiError.BadRequest($"{param}: {e.Message}", param, e.ErrorId);
+        }
     }
 
     private static string ParsePrompt(JsonElement root)
