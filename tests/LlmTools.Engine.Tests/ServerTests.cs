@@ -135,6 +135,34 @@ public sealed class ServerTests : IDisposable
     }
 
     [Fact]
+    public async Task PenaltiesAreTheEnginesPenaltiesSamplerAndOffByDefault()
+    {
+        const string prompt = "the dog and the dog and the dog and the";
+        // No penalty unless asked: a greedy request is the engine's greedy text with RepeatPenalty 1.
+        var plain = Direct(TestFiles.TinyModelPath, prompt, Greedy(32));
+        var r = await Post("completions", new { model = "tiny", prompt, max_tokens = 32, temperature = 0 });
+        Assert.Equal(plain.Text, (string?)r.Body["choices"]![0]!["text"]);
+
+        // Each penalty as llama.cpp's penalties sampler applies it (over the last repeat_last_n tokens, prompt included);
+        // each changes this greedy text (a random-weights model repeats itself without one).
+        var cases = new (object Body, CompletionOptions Options)[]
+        {
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, frequency_penalty = 1.5 }, Greedy(32) with { FrequencyPenalty = 1.5f }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, presence_penalty = 1.5 }, Greedy(32) with { PresencePenalty = 1.5f }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, repeat_penalty = 1.5, repeat_last_n = 16 }, Greedy(32) with { RepeatPenalty = 1.5f, RepeatLastN = 16 }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, frequency_penalty = 0.7, presence_penalty = 0.4, repeat_penalty = 1.2 },
+                Greedy(32) with { FrequencyPenalty = 0.7f, PresencePenalty = 0.4f, RepeatPenalty = 1.2f }),
+        };
+        foreach (var (body, options) in cases)
+        {
+            var expected = Direct(TestFiles.TinyModelPath, prompt, options);
+            Assert.NotEqual(plain.Text, expected.Text);
+            r = await Post("completions", body);
+            Assert.Equal(expected.Text, (string?)r.Body["choices"]![0]!["text"]);
+        }
+    }
+
+    [Fact]
     public async Task CompletionDefaultsToSixteenTokensAndStopsAtAStopString()
     {
         var (_, body, _) = await Post("completions", new { model = "tiny", prompt = "The little dog", temperature = 0 });
@@ -239,8 +267,10 @@ public sealed class ServerTests : IDisposable
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "messages");
         r = await Post("completions", new { prompt = "x" }); // two models served: which one?
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "model");
-        r = await Post("completions", new { model = "tiny", prompt = "x", frequency_penalty = 0.5 });
+        r = await Post("completions", new { model = "tiny", prompt = "x", frequency_penalty = 2.5 });
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "frequency_penalty");
+        r = await Post("completions", new { model = "tiny", prompt = "x", presence_penalty = -3 });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "presence_penalty");
 
         // A model resolves among the served ones only: a file path is just an unknown name.
         r = await Post("completions", new { model = "gpt-4o", prompt = "x" });

@@ -116,8 +116,6 @@ public sealed class LlmChatClient : IChatClient
         if (list.Count == 0)
             throw new LlmException("ChatNoMessages", LlmErrorKind.InvalidArgument, "There are no messages to answer.");
         if (o?.Tools is { Count: > 0 }) throw Unsupported("Tool calling");
-        if (o?.FrequencyPenalty is { } f && f != 0) throw Unsupported("FrequencyPenalty");
-        if (o?.PresencePenalty is { } p && p != 0) throw Unsupported("PresencePenalty");
         if (o?.Seed is < 0 or > uint.MaxValue)
             throw new LlmException("SeedOutOfRange", LlmErrorKind.InvalidArgument, $"Seed {o.Seed} is out of range: use 0 to {uint.MaxValue}.", o.Seed);
 
@@ -129,6 +127,8 @@ public sealed class LlmChatClient : IChatClient
             Temperature = o?.Temperature ?? d.Temperature,
             TopP = o?.TopP ?? d.TopP,
             TopK = o?.TopK ?? d.TopK,
+            FrequencyPenalty = o?.FrequencyPenalty ?? d.FrequencyPenalty,
+            PresencePenalty = o?.PresencePenalty ?? d.PresencePenalty,
             Seed = o?.Seed is { } s ? (uint)s : null,
             MaxTokens = o?.MaxOutputTokens ?? _contextSize,
             Stop = [.. o?.StopSequences ?? [], .. _format.StopStrings],

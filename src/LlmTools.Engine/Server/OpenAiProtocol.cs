@@ -99,9 +99,11 @@ internal sealed class OpenAiRequest
         if (r.Has("logit_bias") && root.GetProperty("logit_bias") is { ValueKind: JsonValueKind.Object } bias && bias.EnumerateObject().Any())
             throw OpenAiError.BadRequest("logit_bias is not supported by this server.", "logit_bias");
         if (r.String("suffix") is { Length: > 0 }) throw OpenAiError.BadRequest("suffix (insertion) is not supported by this server.", "suffix");
-        foreach (var penalty in new[] { "frequency_penalty", "presence_penalty" })
-            if (r.Number(penalty) is { } p && p != 0)
-                throw OpenAiError.BadRequest($"{penalty} is not supported by this server yet; use repeat_penalty (llama.cpp's extension, e.g. 1.1) instead.", penalty);
+        // OpenAI's meaning and range; applied as llama.cpp's penalties sampler does, over the last repeat_last_n tokens.
+        double frequencyPenalty = r.Number("frequency_penalty") ?? 0;
+        if (frequencyPenalty is < -2 or > 2) throw OpenAiError.BadRequest($"frequency_penalty {frequencyPenalty} is out of range: use -2 to 2 (0 is off).", "frequency_penalty");
+        double presencePenalty = r.Number("presence_penalty") ?? 0;
+        if (presencePenalty is < -2 or > 2) throw OpenAiError.BadRequest($"presence_penalty {presencePenalty} is out of range: use -2 to 2 (0 is off).", "presence_penalty");
 
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = false;
@@ -177,6 +179,8 @@ internal sealed class OpenAiRequest
                 MinP = (float)minP,
                 RepeatPenalty = (float)repeatPenalty,
                 RepeatLastN = repeatLastN,
+                FrequencyPenalty = (float)frequencyPenalty,
+                PresencePenalty = (float)presencePenalty,
                 Seed = seed,
                 Stop = stop,
                 MaxTokens = maxTokens ?? CompletionOptions.DefaultMaxTokens,
