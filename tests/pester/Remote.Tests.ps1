@@ -279,6 +279,19 @@ Describe 'Get-LlmEmbedding -Endpoint' {
         finally { $fresh.Dispose() }
     }
 
+    It 'Stop() (Ctrl+C) ends the embedding requests in flight' {
+        $bg = Start-Background { param($url, $model) 'sleep:20000 a', 'b' | Get-LlmEmbedding -Endpoint $url -Model $model -BatchSize 1 } @($Fake.Endpoint, $Fake.ModelName)
+        try {
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while ($Fake.Requests.Count -lt 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            $Fake.Requests.Count | Should -Be 2
+            $bg.PowerShell.Stop()
+            $bg.Handle.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+            $bg.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally { $bg.PowerShell.Dispose() }
+    }
+
     It 'gives up with RemoteBusy for every text of the request, retries a reset, and refuses local-only options' {
         1..6 | ForEach-Object { $Fake.Faults.Enqueue('Unavailable') }
         'a', 'b' | Get-LlmEmbedding -Endpoint $Fake.Endpoint -Model $Fake.ModelName -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
