@@ -280,7 +280,7 @@ Describe 'Get-LlmEmbedding -Endpoint' {
     }
 
     It 'Stop() (Ctrl+C) ends the embedding requests in flight' {
-        $bg = Start-Background { param($url, $model) 'sleep:20000 a', 'b' | Get-LlmEmbedding -Endpoint $url -Model $model -BatchSize 1 } @($Fake.Endpoint, $Fake.ModelName)
+        $bg = Start-Background { param($url, $model) 'sleep:60000 a', 'b' | Get-LlmEmbedding -Endpoint $url -Model $model -BatchSize 1 } @($Fake.Endpoint, $Fake.ModelName)
         try {
             $deadline = [DateTime]::UtcNow.AddSeconds(30)
             while ($Fake.Requests.Count -lt 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
