@@ -330,6 +330,10 @@ public sealed class ServerTests : IDisposable
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "input");
         r = await Post("embeddings", new { model = "tiny", input = "x", encoding_format = "int8" });
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "encoding_format");
+        r = await Post("embeddings", new { model = "tiny", input = "x", dimensions = 3 });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "dimensions");
+        r = await Post("embeddings", new { model = "tiny", input = "x", dimensions = expected[0].Embedding!.Dimensions });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
         r = await Post("embeddings", new { model = "nope", input = "x" });
         AssertError(HttpStatusCode.NotFound, r.Status, r.Body, "model_not_found", "model");
     }

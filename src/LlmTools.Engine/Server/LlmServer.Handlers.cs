@@ -243,6 +243,8 @@ public sealed partial class LlmServer
                     : FromEngine(e) is var oe && oe.Status == 400 ? OpenAiError.BadRequest($"{param}: {e.Message}", param, e.ErrorId) : oe;
             }
             var vectors = items.Select(x => x.Embedding!).ToList();
+            if (request.Dimensions is { } dims && vectors.Count > 0 && vectors[0].Dimensions != dims)
+                throw OpenAiError.BadRequest($"dimensions {dims} is not supported: '{model.Id}' gives {vectors[0].Dimensions}-dimensional vectors, which this server does not shorten.", "dimensions");
             int tokens = vectors.Sum(v => v.TokenCount);
             await WriteJson(c, 200, w =>
             {

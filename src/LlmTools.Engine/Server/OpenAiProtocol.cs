@@ -376,6 +376,8 @@ internal sealed class OpenAiEmbeddingRequest
     public bool Single { get; private init; }
     /// <summary>encoding_format "base64": each vector as the base64 of its little-endian float32s.</summary>
     public bool Base64 { get; private init; }
+    /// <summary>dimensions as given: only the model's own length is accepted (no shortened vectors).</summary>
+    public int? Dimensions { get; private init; }
 
     public static OpenAiEmbeddingRequest Parse(JsonElement root)
     {
@@ -385,8 +387,8 @@ internal sealed class OpenAiEmbeddingRequest
         var format = r.String("encoding_format") ?? "float";
         if (format is not ("float" or "base64"))
             throw OpenAiError.BadRequest($"encoding_format '{format}' is not supported: use float or base64.", "encoding_format");
-        if (r.Int("dimensions") is { } dims)
-            throw OpenAiError.BadRequest($"dimensions {dims} is not supported: this server returns the model's full embedding length.", "dimensions");
+        int? dims = r.Int("dimensions");
+        if (dims is < 1) throw OpenAiError.BadRequest($"dimensions {dims} is out of range: use 1 or more.", "dimensions");
         if (!root.TryGetProperty("input", out var input) || input.ValueKind == JsonValueKind.Null)
             throw OpenAiError.BadRequest("input is required: a string or an array of strings.", "input");
         var texts = new List<string>();
@@ -411,6 +413,6 @@ internal sealed class OpenAiEmbeddingRequest
                 throw OpenAiError.BadRequest($"input has {texts.Count} strings; send at most {MaxInputs} per request.", "input");
         }
         else throw OpenAiError.BadRequest("input must be a string or an array of strings.", "input");
-        return new OpenAiEmbeddingRequest { Model = r.String("model"), Input = texts, Single = single, Base64 = format == "base64" };
+        return new OpenAiEmbeddingRequest { Model = r.String("model"), Input = texts, Single = single, Base64 = format == "base64", Dimensions = dims };
     }
 }
