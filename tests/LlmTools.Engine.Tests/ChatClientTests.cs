@@ -64,6 +64,35 @@ public class ChatClientTests
     }
 }
 
+/// <summary>Structured output through Microsoft.Extensions.AI's GetResponseAsync&lt;T&gt; (ChatResponseFormat.ForJsonSchema).</summary>
+public class ChatClientStructuredTests
+{
+    public enum Level { Low, High }
+    public sealed record Verdict(bool Ok, Level Level, long Score); // long: the schema Microsoft.Extensions.AI writes for int has no bounds
+
+    [Fact]
+    public async Task GetResponseAsyncOfTFollowsTheSchemaAndJsonGivesAnObject()
+    {
+        var context = new ContextOptions { Threads = 1, ContextSize = 512 };
+        using var client = new ChatClientBuilder(new LlmChatClient(ServerModels.ChatModelPath, context)).Build();
+        var typed = await client.GetResponseAsync<Verdict>("Judge this.", new ChatOptions { Temperature = 0, MaxOutputTokens = 80 });
+        Assert.Equal(ChatFinishReason.Stop, typed.FinishReason);
+        Assert.True(typed.TryGetResult(out var verdict), typed.Text);
+        Assert.NotNull(verdict);
+        Assert.True(Enum.IsDefined(verdict!.Level));
+
+        var any = await client.GetResponseAsync("Anything.", new ChatOptions { Temperature = 0, MaxOutputTokens = 80, ResponseFormat = ChatResponseFormat.Json });
+        Assert.StartsWith("{", any.Text);
+        if (any.FinishReason == ChatFinishReason.Stop)
+            Assert.Equal(System.Text.Json.JsonValueKind.Object, System.Text.Json.JsonDocument.Parse(any.Text).RootElement.ValueKind);
+
+        var schema = System.Text.Json.JsonDocument.Parse("""{"type":"object","if":{"type":"object"}}""").RootElement;
+        var e = await Assert.ThrowsAsync<LlmException>(() => client.GetResponseAsync("x", new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(schema) }));
+        Assert.Equal("JsonSchemaUnsupported", e.ErrorId);
+        Assert.Contains("'if'", e.Message);
+    }
+}
+
 /// <summary>The engine as Microsoft.Extensions.AI's IEmbeddingGenerator, driven through EmbeddingGeneratorBuilder.</summary>
 public class EmbeddingGeneratorTests
 {

@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using LlmTools.Engine.Grammar;
 using System.Threading.Channels;
 using Microsoft.Extensions.AI;
 
@@ -119,6 +121,15 @@ public sealed class LlmChatClient : IChatClient
         if (o?.Seed is < 0 or > uint.MaxValue)
             throw new LlmException("SeedOutOfRange", LlmErrorKind.InvalidArgument, $"Seed {o.Seed} is out of range: use 0 to {uint.MaxValue}.", o.Seed);
 
+        // ChatResponseFormat.Json / ForJsonSchema: the output follows the schema (any JSON object without one), through
+        // the same converter as -JsonSchema; a keyword it cannot enforce is a JsonSchemaUnsupported error naming it.
+        string? grammar = null;
+        if (o?.ResponseFormat is ChatResponseFormatJson json)
+        {
+            grammar = JsonSchemaGrammar.Convert(json.Schema is { } schema ? JsonNode.Parse(schema.GetRawText()) : JsonNode.Parse("""{"type":"object"}"""));
+            GbnfGrammar.Parse(grammar);
+        }
+
         var prompt = _format.Render(list, addGenerationPrompt: true);
         var d = new CompletionOptions();
         var options = d with
@@ -134,6 +145,7 @@ public sealed class LlmChatClient : IChatClient
             Stop = [.. o?.StopSequences ?? [], .. _format.StopStrings],
             StopTokenIds = _format.StopTokenIds,
             AddBos = _format.AddBos(prompt),
+            Grammar = grammar,
         };
         return (prompt, options);
     }
