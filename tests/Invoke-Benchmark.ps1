@@ -28,8 +28,11 @@ param(
     [int] $PrefixWords = 190,
     [int] $PrefixPrompts = 32,
     [int] $StabilityCompletions = 1000,
-    # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Stability.
-    [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Stability'),
+    # Server: concurrent clients against Start-LlmServer (vs the same requests from one client), new tokens each.
+    [int] $ServerClients = 8,
+    [int] $ServerTokens = 32,
+    # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Server, Stability.
+    [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Stability'),
     # Scheduler: rounds of separate calls interleaved with llama-bench (at least 5; ten calls are made in any case).
     [int] $SchedulerRounds = 10,
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
@@ -39,8 +42,8 @@ $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
 # pwsh -File passes 'Scheduler,Speed' as one string.
 $Sections = @($Sections -split ',' | ForEach-Object Trim | Where-Object { $_ })
-$unknown = $Sections | Where-Object { $_ -notin 'Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Stability' }
-if ($unknown) { throw "Unknown section(s): $($unknown -join ', '). Use Scheduler, Speed, Overhead, Batch, Prefix, Stability." }
+$unknown = $Sections | Where-Object { $_ -notin 'Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Stability' }
+if ($unknown) { throw "Unknown section(s): $($unknown -join ', '). Use Scheduler, Speed, Overhead, Batch, Prefix, Server, Stability." }
 $rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
 New-Item -ItemType Directory -Force $OutDir | Out-Null
 Import-Module (Join-Path $ModulePath 'LlmTools.psd1') -Force
@@ -60,7 +63,7 @@ if ($Quick) {
         $o.Embedding = 256; $o.Layers = 4; $o.Heads = 4; $o.KvHeads = 2; $o.FeedForward = 768; $o.Q8 = $true; $o.ContextLength = 2048
         [LlmTools.TestModels.TinyModel]::Write($model, $o) | Out-Null
     }
-    $Rounds = 2; $ShortPrompts = 20; $BatchPrompts = 16; $PrefixPrompts = 8; $StabilityCompletions = 200
+    $Rounds = 2; $ShortPrompts = 20; $BatchPrompts = 16; $PrefixPrompts = 8; $StabilityCompletions = 200; $ServerTokens = 8
 } else {
     Write-Host 'Preparing the benchmark model (about 0.5B parameters, Q8_0; written once, then cached)...'
     $model = $direct::EnsureModel($OutDir, $vocab)
@@ -105,7 +108,7 @@ $direct::Executor($warm, 4) | Out-Null
 $direct::Native($warm, 4) | Out-Null
 
 $rows = [System.Collections.Generic.List[object]]::new()
-$summary = @(); $overhead = $null; $batchRows = @(); $prefixRow = $null; $stability = $null; $rss = @()
+$summary = @(); $overhead = $null; $batchRows = @(); $prefixRow = $null; $serverRow = $null; $stability = $null; $rss = @()
 if ('Speed' -in $Sections) {
 for ($r = 1; $r -le $Rounds; $r++) {
     # A different prompt per path and round: the cmdlet's prefix reuse must not make its prompt look free.
@@ -227,6 +230,47 @@ Write-Host "A $prefixCount-token shared prefix in front of $PrefixPrompts prompt
 $prefixRow | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 }
 
+if ('Server' -in $Sections) {
+# Issue 11: $ServerClients clients at once against Start-LlmServer (the scheduler batches their requests) vs the same
+# requests from one client, one after another; aggregate generated tokens/s, best of two alternating rounds.
+$server = Start-LlmServer -Model $model -Alias bench -Port 0 -MaxConcurrency $ServerClients -Threads $Threads -ContextSize $contextSize -WarningAction SilentlyContinue
+$http = [System.Net.Http.HttpClient]::new(); $http.Timeout = [timespan]::FromMinutes(30)
+try {
+    $serverPrompts = 1..$ServerClients | ForEach-Object { New-Prompt 20 }
+    function Send-Completion([string] $p) {
+        $body = @{ model = 'bench'; prompt = $p; max_tokens = $ServerTokens; temperature = 0 } | ConvertTo-Json
+        $http.PostAsync("$($server.Endpoint)/completions", [System.Net.Http.StringContent]::new($body, [Text.Encoding]::UTF8, 'application/json'))
+    }
+    function Get-Texts($responses) { $responses | ForEach-Object { ($_.Content.ReadAsStringAsync().Result | ConvertFrom-Json) } }
+    $null = (Send-Completion 'warm up').Result
+    $oneBest = 0.0; $manyBest = 0.0; $same = $true
+    for ($repeat = 0; $repeat -lt 2; $repeat++) {
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $one = Get-Texts @(foreach ($p in $serverPrompts) { (Send-Completion $p).Result })
+        $oneBest = [Math]::Max($oneBest, ($one.usage.completion_tokens | Measure-Object -Sum).Sum / $sw.Elapsed.TotalSeconds)
+        $sw.Restart()
+        $tasks = @(foreach ($p in $serverPrompts) { Send-Completion $p })
+        [Threading.Tasks.Task]::WaitAll([Threading.Tasks.Task[]]$tasks)
+        $many = Get-Texts @($tasks | ForEach-Object Result)
+        $manyBest = [Math]::Max($manyBest, ($many.usage.completion_tokens | Measure-Object -Sum).Sum / $sw.Elapsed.TotalSeconds)
+        $same = $same -and ($null -eq (Compare-Object @($one.choices.text) @($many.choices.text) -SyncWindow 0))
+    }
+    $serverRow = [pscustomobject]@{
+        Clients                  = $ServerClients
+        'One client tok/s'       = [math]::Round($oneBest, 1)
+        "$ServerClients clients tok/s" = [math]::Round($manyBest, 1)
+        Ratio                    = '{0:N2}x' -f ($manyBest / $oneBest)
+        'same texts'             = $same
+    }
+    Write-Host "Start-LlmServer, $ServerClients greedy /v1/completions of $ServerTokens tokens: one client (one after another) vs $ServerClients at once:"
+    $serverRow | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+}
+finally {
+    $http.Dispose()
+    $server | Stop-LlmServer
+}
+}
+
 # Stability: resident memory over many completions, and what unloading gives back.
 if ('Stability' -in $Sections) {
 function Get-Rss { [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [Math]::Round([System.Diagnostics.Process]::GetCurrentProcess().WorkingSet64 / 1MB, 1) }
@@ -260,7 +304,7 @@ $direct::Unload()
 $report = [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
     FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Rounds = $rows; Summary = $summary
-    Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Stability = $stability; RssSeries = $rss
+    Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Server = $serverRow; Stability = $stability; RssSeries = $rss
     Scheduler = $scheduler
 }
 $report | ConvertTo-Json -Depth 8 | Set-Content (Join-Path $OutDir 'bench.json')

@@ -3,6 +3,8 @@ namespace LlmTools;
 /// <summary>How the vectors of a text's tokens become one vector (llama.cpp's llama_pooling_type, less None).</summary>
 public enum LlmPooling
 {
+    /// <summary>Not known: a remote server that does not say how it pools (only in results, never an option).</summary>
+    Unknown = 0,
     /// <summary>The average of every token's vector.</summary>
     Mean = 1,
     /// <summary>The vector of the first token (BERT's [CLS]).</summary>

@@ -77,6 +77,10 @@ public sealed record CompletionOptions
     /// <summary>Penalty on tokens among the last <see cref="RepeatLastN"/>; 1 disables.</summary>
     public float RepeatPenalty { get; init; } = 1.1f;
     public int RepeatLastN { get; init; } = 64;
+    /// <summary>OpenAI's frequency_penalty: subtracted from a token's logit once per time it occurs among the last RepeatLastN; 0 disables.</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI's presence_penalty: subtracted once from the logit of a token that occurs among the last RepeatLastN; 0 disables.</summary>
+    public float PresencePenalty { get; init; }
     /// <summary>Random seed; null picks one, which the result reports so the output can be reproduced.</summary>
     public uint? Seed { get; init; }
     /// <summary>Strings that end generation; they are not included in the text.</summary>
@@ -92,7 +96,7 @@ public sealed record CompletionOptions
     private bool PrintMembers(System.Text.StringBuilder b)
     {
         b.Append($"MaxTokens = {MaxTokens}, Temperature = {Temperature}, TopK = {TopK}, TopP = {TopP}, MinP = {MinP}, ");
-        b.Append($"RepeatPenalty = {RepeatPenalty}, RepeatLastN = {RepeatLastN}, Seed = {Seed?.ToString() ?? "none"}, ");
+        b.Append($"RepeatPenalty = {RepeatPenalty}, RepeatLastN = {RepeatLastN}, FrequencyPenalty = {FrequencyPenalty}, PresencePenalty = {PresencePenalty}, Seed = {Seed?.ToString() ?? "none"}, ");
         b.Append($"Stop = [{string.Join(", ", Stop.Select(s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""))}], ");
         b.Append($"StopTokenIds = [{string.Join(", ", StopTokenIds)}], AddBos = {AddBos?.ToString() ?? "model's"}, Grammar = {(Grammar is null ? "none" : "set")}");
         return true;

@@ -135,6 +135,34 @@ public sealed class ServerTests : IDisposable
     }
 
     [Fact]
+    public async Task PenaltiesAreTheEnginesPenaltiesSamplerAndOffByDefault()
+    {
+        const string prompt = "the dog and the dog and the dog and the";
+        // No penalty unless asked: a greedy request is the engine's greedy text with RepeatPenalty 1.
+        var plain = Direct(TestFiles.TinyModelPath, prompt, Greedy(32));
+        var r = await Post("completions", new { model = "tiny", prompt, max_tokens = 32, temperature = 0 });
+        Assert.Equal(plain.Text, (string?)r.Body["choices"]![0]!["text"]);
+
+        // Each penalty as llama.cpp's penalties sampler applies it (over the last repeat_last_n tokens, prompt included);
+        // each changes this greedy text (a random-weights model repeats itself without one).
+        var cases = new (object Body, CompletionOptions Options)[]
+        {
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, frequency_penalty = 1.5 }, Greedy(32) with { FrequencyPenalty = 1.5f }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, presence_penalty = 1.5 }, Greedy(32) with { PresencePenalty = 1.5f }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, repeat_penalty = 1.5, repeat_last_n = 16 }, Greedy(32) with { RepeatPenalty = 1.5f, RepeatLastN = 16 }),
+            (new { model = "tiny", prompt, max_tokens = 32, temperature = 0, frequency_penalty = 0.7, presence_penalty = 0.4, repeat_penalty = 1.2 },
+                Greedy(32) with { FrequencyPenalty = 0.7f, PresencePenalty = 0.4f, RepeatPenalty = 1.2f }),
+        };
+        foreach (var (body, options) in cases)
+        {
+            var expected = Direct(TestFiles.TinyModelPath, prompt, options);
+            Assert.NotEqual(plain.Text, expected.Text);
+            r = await Post("completions", body);
+            Assert.Equal(expected.Text, (string?)r.Body["choices"]![0]!["text"]);
+        }
+    }
+
+    [Fact]
     public async Task CompletionDefaultsToSixteenTokensAndStopsAtAStopString()
     {
         var (_, body, _) = await Post("completions", new { model = "tiny", prompt = "The little dog", temperature = 0 });
@@ -239,8 +267,10 @@ public sealed class ServerTests : IDisposable
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "messages");
         r = await Post("completions", new { prompt = "x" }); // two models served: which one?
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "model");
-        r = await Post("completions", new { model = "tiny", prompt = "x", frequency_penalty = 0.5 });
+        r = await Post("completions", new { model = "tiny", prompt = "x", frequency_penalty = 2.5 });
         AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "frequency_penalty");
+        r = await Post("completions", new { model = "tiny", prompt = "x", presence_penalty = -3 });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "presence_penalty");
 
         // A model resolves among the served ones only: a file path is just an unknown name.
         r = await Post("completions", new { model = "gpt-4o", prompt = "x" });
@@ -250,6 +280,141 @@ public sealed class ServerTests : IDisposable
 
         var missing = await _http.GetAsync("/v1/nothing");
         AssertError(HttpStatusCode.NotFound, missing.StatusCode, JsonNode.Parse(await missing.Content.ReadAsStringAsync())!, "not_found");
+    }
+
+    [Fact]
+    public async Task EmbeddingsAreTheEnginesVectorsInOpenAisShape()
+    {
+        string[] texts = ["The cat sat on the mat.", "A dog barked."];
+        IReadOnlyList<EmbeddingItem> expected;
+        using (var lease = ModelCache.Instance.Acquire(TestFiles.TinyModelPath, new ModelLoadOptions(), NullEngineEvents.Instance, default))
+            expected = EmbeddingEngine.Embed(lease, texts, new EmbeddingOptions(), Context, NullEngineEvents.Instance, default);
+
+        var r = await Post("embeddings", new { model = "tiny", input = texts });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("list", (string?)r.Body["object"]);
+        Assert.Equal("tiny", (string?)r.Body["model"]);
+        var data = r.Body["data"]!.AsArray();
+        Assert.Equal(2, data.Count);
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal("embedding", (string?)data[i]!["object"]);
+            Assert.Equal(i, (int)data[i]!["index"]!);
+            // The same vector up to float rounding (a batch's decode may sum in another order).
+            var got = data[i]!["embedding"]!.AsArray().Select(x => (float)x!).ToArray();
+            Assert.Equal(expected[i].Embedding!.Vector.Length, got.Length);
+            Assert.True(EmbeddingEngine.Cosine(expected[i].Embedding!.Vector, got) >= 0.99999);
+            Assert.Equal(expected[i].Embedding!.TokenCount, (int)data[i]!["prompt_tokens"]!);
+        }
+        int sum = expected.Sum(e => e.Embedding!.TokenCount);
+        Assert.Equal(sum, (int)r.Body["usage"]!["prompt_tokens"]!);
+        Assert.Equal(sum, (int)r.Body["usage"]!["total_tokens"]!);
+
+        // base64: the little-endian float32s of the same vector; a single string input gives one item.
+        r = await Post("embeddings", new { model = "tiny", input = texts[1], encoding_format = "base64" });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        var bytes = Convert.FromBase64String((string)r.Body["data"]![0]!["embedding"]!);
+        var vector = new float[bytes.Length / 4];
+        Buffer.BlockCopy(bytes, 0, vector, 0, bytes.Length);
+        Assert.Equal(expected[1].Embedding!.Vector.Length, vector.Length);
+        Assert.True(EmbeddingEngine.Cosine(expected[1].Embedding!.Vector, vector) >= 0.99999);
+
+        // One text too long fails the request, naming it; bad inputs are 400s naming the field.
+        var tooLong = string.Join(" ", Enumerable.Repeat("the little dog", 400));
+        r = await Post("embeddings", new { model = "tiny", input = new[] { "short", tooLong } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "context_length_exceeded", "input[1]");
+        Assert.Contains("512", (string)r.Body["error"]!["message"]!);
+        r = await Post("embeddings", new { model = "tiny", input = new object[] { "a", 7 } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "input[1]");
+        r = await Post("embeddings", new { model = "tiny", input = Array.Empty<string>() });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "input");
+        r = await Post("embeddings", new { model = "tiny", input = "x", encoding_format = "int8" });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "encoding_format");
+        r = await Post("embeddings", new { model = "tiny", input = "x", dimensions = 3 });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "dimensions");
+        r = await Post("embeddings", new { model = "tiny", input = "x", dimensions = expected[0].Embedding!.Dimensions });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        r = await Post("embeddings", new { model = "nope", input = "x" });
+        AssertError(HttpStatusCode.NotFound, r.Status, r.Body, "model_not_found", "model");
+    }
+
+    private const string PersonSchema = """
+        {"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":0,"maximum":120},
+         "mood":{"enum":["happy","sad"]}},"required":["name","age","mood"],"additionalProperties":false}
+        """;
+
+    private static void AssertValid(string schemaText, string text)
+    {
+        var value = JsonDocument.Parse(text).RootElement; // throws when the content is not JSON
+        var result = global::Json.Schema.JsonSchema.FromText(schemaText).Evaluate(value, new global::Json.Schema.EvaluationOptions { OutputFormat = global::Json.Schema.OutputFormat.List });
+        Assert.True(result.IsValid, $"not valid against the schema: {text}");
+    }
+
+    [Fact]
+    public async Task ResponseFormatJsonSchemaGivesContentValidAgainstTheSchema()
+    {
+        var schema = JsonNode.Parse(PersonSchema)!;
+        var format = new JsonObject
+        {
+            ["type"] = "json_schema",
+            ["json_schema"] = new JsonObject { ["name"] = "person", ["schema"] = schema, ["strict"] = true },
+        };
+        var messages = new[] { new { role = "user", content = "Describe a person." } };
+        var r = await Post("chat/completions", new { model = "chat", messages, temperature = 0, max_tokens = 120, response_format = format });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.Equal("stop", (string?)r.Body["choices"]![0]!["finish_reason"]);
+        var content = (string)r.Body["choices"]![0]!["message"]!["content"]!;
+        AssertValid(PersonSchema, content);
+
+        // Streamed, the deltas join into the same JSON; sampled (seeded), still valid.
+        var request = new HttpRequestMessage(HttpMethod.Post, "chat/completions")
+        {
+            Content = Json(new { model = "chat", messages, temperature = 0, max_tokens = 120, response_format = format, stream = true }),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var events = await ReadEvents(response);
+        var streamed = string.Concat(events.Where(e => e != "[DONE]").Select(e => (string?)JsonNode.Parse(e)!["choices"]!.AsArray().FirstOrDefault()?["delta"]?["content"]));
+        Assert.Equal(content, streamed);
+        r = await Post("completions", new { model = "tiny", prompt = "Once upon a time", temperature = 1, seed = 7, max_tokens = 120,
+            response_format = format });
+        Assert.Equal("stop", (string?)r.Body["choices"]![0]!["finish_reason"]);
+        AssertValid(PersonSchema, (string)r.Body["choices"]![0]!["text"]!);
+
+        // llama.cpp's extensions: json_schema at the top level, and a GBNF grammar.
+        r = await Post("completions", new { model = "tiny", prompt = "Once", temperature = 0, max_tokens = 120, json_schema = schema });
+        AssertValid(PersonSchema, (string)r.Body["choices"]![0]!["text"]!);
+        r = await Post("completions", new { model = "tiny", prompt = "Once", temperature = 0, max_tokens = 8, grammar = "root ::= \"yes\" | \"no\"" });
+        Assert.Contains((string)r.Body["choices"]![0]!["text"]!, new[] { "yes", "no" });
+    }
+
+    [Fact]
+    public async Task ResponseFormatJsonObjectGivesAnObjectAndBadFormatsAre400s()
+    {
+        var r = await Post("completions", new { model = "tiny", prompt = "Once upon a time", temperature = 0, max_tokens = 200,
+            response_format = new { type = "json_object" } });
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        var text = (string)r.Body["choices"]![0]!["text"]!;
+        // Any object: a random-weights model may keep writing a key until max_tokens; a finished one parses as an object.
+        Assert.StartsWith("{", text);
+        if ((string?)r.Body["choices"]![0]!["finish_reason"] == "stop")
+            Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(text).RootElement.ValueKind);
+
+        var unsupported = JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"integer","not":{"const":3}}}}""");
+        r = await Post("chat/completions", new
+        {
+            model = "chat", messages = new[] { new { role = "user", content = "x" } },
+            response_format = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "n", ["schema"] = unsupported } },
+        });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "JsonSchemaUnsupported", "response_format.json_schema.schema");
+        Assert.Contains("'not'", (string)r.Body["error"]!["message"]!);
+        r = await Post("completions", new { model = "tiny", prompt = "x", response_format = new { type = "yaml" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "response_format.type");
+        r = await Post("completions", new { model = "tiny", prompt = "x", response_format = new { type = "json_schema" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "response_format.json_schema");
+        r = await Post("completions", new { model = "tiny", prompt = "x", grammar = "root ::= (" });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, "GrammarInvalid", "grammar");
+        r = await Post("completions", new { model = "tiny", prompt = "x", grammar = "root ::= \"a\"", response_format = new { type = "json_object" } });
+        AssertError(HttpStatusCode.BadRequest, r.Status, r.Body, param: "grammar");
     }
 
     [Fact]

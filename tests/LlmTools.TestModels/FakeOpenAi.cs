@@ -58,6 +58,18 @@ public sealed class FakeOpenAi : IDisposable
     public int Disconnected => _disconnected;
     private int _disconnected;
 
+    /// <summary>The fake's embedding of a text: 8 numbers from its characters, scaled to length 1 (as OpenAI's are).</summary>
+    public static float[] Embedding(string text)
+    {
+        var v = new double[8];
+        for (int i = 0; i < text.Length; i++) v[i % 8] += text[i] * (i + 1) % 97 + 1;
+        double norm = Math.Sqrt(v.Sum(x => x * x));
+        return v.Select(x => (float)(x / norm)).ToArray();
+    }
+
+    /// <summary>Tokens the fake counts for a text (its words, plus one).</summary>
+    public static int Tokens(string text) => text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length + 1;
+
     /// <summary>What the fake answers to an input.</summary>
     public static string Answer(string input) => "You said: " + Regex.Replace(input, @"sleep:\d+\s*", "");
 
@@ -107,6 +119,8 @@ public sealed class FakeOpenAi : IDisposable
             root = JsonDocument.Parse(body).RootElement;
             if (root.TryGetProperty("prompt", out var p)) input = p.GetString() ?? "";
             else if (root.TryGetProperty("messages", out var m)) input = m[m.GetArrayLength() - 1].GetProperty("content").GetString() ?? "";
+            else if (root.TryGetProperty("input", out var e))
+                input = e.ValueKind == JsonValueKind.Array ? string.Join("|", e.EnumerateArray().Select(x => x.GetString())) : e.GetString() ?? "";
         }
         Requests.Enqueue(new OpenAiRequest(DateTime.UtcNow, path, input, body, req.Headers["Authorization"]));
         if (ApiKey is not null && auth != "Bearer " + ApiKey)
@@ -120,7 +134,8 @@ public sealed class FakeOpenAi : IDisposable
             return;
         }
         bool chat = path == "/v1/chat/completions";
-        if (!chat && path != "/v1/completions" || req.HttpMethod != "POST")
+        bool embeddings = path == "/v1/embeddings";
+        if (!chat && !embeddings && path != "/v1/completions" || req.HttpMethod != "POST")
         {
             Send(r, 404, Error($"Unknown path {path}.", "invalid_request_error", null));
             return;
@@ -141,6 +156,11 @@ public sealed class FakeOpenAi : IDisposable
         if (fault == OpenAiFault.Unavailable)
         {
             Send(r, 503, Error("The server is overloaded.", "server_error", null));
+            return;
+        }
+        if (embeddings)
+        {
+            Embed(r, root, model, fault);
             return;
         }
         bool stream = root.TryGetProperty("stream", out var s) && s.ValueKind == JsonValueKind.True;
@@ -219,6 +239,40 @@ public sealed class FakeOpenAi : IDisposable
         Event($"{{\"id\":\"{id}\",\"object\":\"{(chat ? "chat.completion.chunk" : "text_completion")}\",\"model\":\"{model}\",\"choices\":[],{usage}}}");
         Event("[DONE]");
         r.Close();
+    }
+
+    /// <summary>
+    /// /v1/embeddings as OpenAI answers it: one vector per input, usage with only the sum; a text holding "toolong"
+    /// makes the whole request a 400 (as a text over OpenAI's limit does); "sleep:MS" delays the reply.
+    /// </summary>
+    private static void Embed(HttpListenerResponse r, JsonElement root, string model, OpenAiFault? fault)
+    {
+        var e = root.GetProperty("input");
+        var texts = e.ValueKind == JsonValueKind.Array ? e.EnumerateArray().Select(x => x.GetString() ?? "").ToList() : [e.GetString() ?? ""];
+        if (texts.FirstOrDefault(t => t.Contains("toolong")) is { } longText)
+        {
+            Send(r, 400, Error($"This model's maximum context length is 8 tokens, however you requested {Tokens(longText)} tokens.", "invalid_request_error", null));
+            return;
+        }
+        if (texts.Select(t => Regex.Match(t, @"sleep:(\d+)")).FirstOrDefault(m => m.Success) is { } sleep)
+            Thread.Sleep(int.Parse(sleep.Groups[1].Value));
+        var json = JsonSerializer.Serialize(new
+        {
+            @object = "list",
+            data = texts.Select((t, i) => new { @object = "embedding", index = i, embedding = Embedding(t) }),
+            model,
+            usage = new { prompt_tokens = texts.Sum(Tokens), total_tokens = texts.Sum(Tokens) },
+        });
+        var bytes = Encoding.UTF8.GetBytes(json);
+        if (fault == OpenAiFault.ResetMidReply)
+        {
+            r.SendChunked = true;
+            r.OutputStream.Write(bytes.AsSpan(0, bytes.Length / 2));
+            r.OutputStream.Flush();
+            r.Abort();
+            return;
+        }
+        Send(r, 200, json);
     }
 
     public void Dispose()

@@ -196,3 +196,113 @@ Describe '-Endpoint with faults' {
         finally { $env:OPENAI_API_KEY = $old; $Fake.ApiKey = $null }
     }
 }
+
+# Get-LlmEmbedding -Endpoint: /v1/embeddings on LlmTools' own server gives the local vectors; against the fake, the
+# retries, the order of piped texts and the errors of one text.
+Describe 'Get-LlmEmbedding -Endpoint' {
+    BeforeAll {
+        $script:Server = Start-LlmServer -Model tinystories -Alias stories -Port 0 -Threads 1 -WarningAction SilentlyContinue
+        $script:Fake = [LlmTools.TestModels.FakeOpenAi]::new()
+        $script:EmbedTexts = 1..10 | ForEach-Object { "Story $_ : the little dog ran $_ times around the park." }
+    }
+    AfterAll {
+        $Server | Stop-LlmServer
+        $Fake.Dispose()
+        Disconnect-LlmEndpoint
+    }
+    BeforeEach { $Fake.Faults.Clear(); $Fake.Requests.Clear() }
+
+    It 'gives the local vectors, token counts and order from Start-LlmServer (batched requests, ThrottleLimit)' {
+        $local = $EmbedTexts | Get-LlmEmbedding -Model tinystories
+        $remote = $EmbedTexts | Get-LlmEmbedding -Endpoint $Server.Endpoint -Model stories -BatchSize 4 -ThrottleLimit 2
+        $remote | Should -HaveCount 10
+        $remote.Text | Should -Be $EmbedTexts
+        for ($i = 0; $i -lt 10; $i++) {
+            $remote[$i] | Should -BeOfType ([LlmTools.LlmEmbedding])
+            Measure-LlmSimilarity $local[$i] $remote[$i] | Should -BeGreaterOrEqual 0.9999
+            $remote[$i].Dimensions | Should -Be $local[$i].Dimensions
+            $remote[$i].TokenCount | Should -Be $local[$i].TokenCount
+            $remote[$i].Model | Should -Be 'stories'
+            $remote[$i].Pooling | Should -Be 'Mean'
+            $remote[$i].Normalize | Should -Be 'L2'
+        }
+        # The wire format as OpenAI's clients read it.
+        $body = @{ model = 'stories'; input = @($EmbedTexts[0], $EmbedTexts[1]) } | ConvertTo-Json
+        $r = Invoke-RestMethod "$($Server.Endpoint)/embeddings" -Method Post -ContentType 'application/json' -Body $body
+        $r.object | Should -Be 'list'
+        $r.data.index | Should -Be 0, 1
+        $r.data[0].object | Should -Be 'embedding'
+        $r.data[1].embedding.Count | Should -Be $local[1].Dimensions
+        $r.usage.prompt_tokens | Should -Be ($local[0].TokenCount + $local[1].TokenCount)
+    }
+
+    It 'uses Connect-LlmEndpoint''s server by default, and a text too long fails alone' {
+        Connect-LlmEndpoint -Uri $Server.Endpoint | Out-Null
+        try {
+            $long = 'word ' * 3000
+            $out = 'short', $long, 'also short' | Get-LlmEmbedding -Model stories -ErrorVariable errs -ErrorAction SilentlyContinue
+            $out.Text | Should -Be 'short', 'also short'
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -Be 'RemoteBadRequest,LlmTools.Commands.GetLlmEmbeddingCommand'
+            $errs[0].ToString() | Should -Match 'tokens'
+        }
+        finally { Disconnect-LlmEndpoint }
+    }
+
+    It 'retries 429 (waiting Retry-After) and 503 from the fake, then gives its vectors' {
+        $Fake.Faults.Enqueue('TooManyRequests'); $Fake.Faults.Enqueue('Unavailable')
+        $e = Get-LlmEmbedding 'The cat sat on the mat.' -Endpoint $Fake.Endpoint -Model $Fake.ModelName
+        $e.Vector | Should -Be ([LlmTools.TestModels.FakeOpenAi]::Embedding('The cat sat on the mat.'))
+        # One text per request: its count is the request's usage.
+        $e.TokenCount | Should -Be 7
+        $e.Pooling | Should -Be 'Unknown'
+        $e.Normalize | Should -Be 'L2'
+        $times = @($Fake.Requests.ToArray().At)
+        $times.Count | Should -Be 3
+        ($times[1] - $times[0]).TotalSeconds | Should -BeGreaterOrEqual 0.9
+        $Fake.Requests.ToArray()[0].Path | Should -Be '/v1/embeddings'
+    }
+
+    It 'sends BatchSize texts per request, ThrottleLimit at once, and writes them in input order' {
+        $fresh = [LlmTools.TestModels.FakeOpenAi]::new()
+        try {
+            $texts = 'sleep:900 a', 'b', 'sleep:300 c', 'd', 'e', 'f'
+            $out = $texts | Get-LlmEmbedding -Endpoint $fresh.Endpoint -Model $fresh.ModelName -BatchSize 2 -ThrottleLimit 2
+            $out.Text | Should -Be $texts
+            $out[3].Vector | Should -Be ([LlmTools.TestModels.FakeOpenAi]::Embedding('d'))
+            $fresh.Requests.Count | Should -Be 3
+            $fresh.Requests.ToArray().Input | Should -Be 'sleep:900 a|b', 'sleep:300 c|d', 'e|f'
+            $fresh.MaxInFlight | Should -Be 2
+            # A server that reports only the sum cannot give one text's count.
+            $out[0].TokenCount | Should -Be 0
+        }
+        finally { $fresh.Dispose() }
+    }
+
+    It 'Stop() (Ctrl+C) ends the embedding requests in flight' {
+        $bg = Start-Background { param($url, $model) 'sleep:60000 a', 'b' | Get-LlmEmbedding -Endpoint $url -Model $model -BatchSize 1 } @($Fake.Endpoint, $Fake.ModelName)
+        try {
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while ($Fake.Requests.Count -lt 2 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            $Fake.Requests.Count | Should -Be 2
+            $bg.PowerShell.Stop()
+            $bg.Handle.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+            $bg.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally { $bg.PowerShell.Dispose() }
+    }
+
+    It 'gives up with RemoteBusy for every text of the request, retries a reset, and refuses local-only options' {
+        1..6 | ForEach-Object { $Fake.Faults.Enqueue('Unavailable') }
+        'a', 'b' | Get-LlmEmbedding -Endpoint $Fake.Endpoint -Model $Fake.ModelName -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err | Should -HaveCount 2
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteBusy,LlmTools.Commands.GetLlmEmbeddingCommand'
+        $Fake.Faults.Clear()
+        $Fake.Faults.Enqueue('ResetMidReply')
+        (Get-LlmEmbedding 'x y' -Endpoint $Fake.Endpoint -Model $Fake.ModelName).TokenCount | Should -Be 3
+        { Get-LlmEmbedding 'x' -Endpoint $Fake.Endpoint -Model m -Pooling Cls } | Should -Throw -ErrorId 'RemoteOptionNotSupported,LlmTools.Commands.GetLlmEmbeddingCommand'
+        { Get-LlmEmbedding 'x' -Endpoint $Fake.Endpoint -Model m -ThrottleLimit 0 } | Should -Throw -ErrorId 'ThrottleLimitOutOfRange,LlmTools.Commands.GetLlmEmbeddingCommand'
+        { Get-LlmEmbedding 'x' -Model tinystories -ApiKey (ConvertTo-SecureString 'k' -AsPlainText -Force) } | Should -Throw -ErrorId 'ApiKeyNeedsEndpoint,LlmTools.Commands.GetLlmEmbeddingCommand'
+        { Get-LlmEmbedding 'x' -Model tinystories -Pooling Unknown } | Should -Throw -ErrorId 'PoolingOutOfRange,LlmTools.Commands.GetLlmEmbeddingCommand'
+    }
+}

@@ -133,7 +133,7 @@ public static class EmbeddingEngine
             throw new LlmException("BatchSizeOutOfRange", LlmErrorKind.InvalidArgument,
                 $"BatchSize {options.BatchSize} is out of range: use 1 to {EmbeddingOptions.MaxBatchSize} texts decoded together.", options.BatchSize);
         var pooling = options.Pooling ?? DefaultPooling(info);
-        if (!Enum.IsDefined(pooling))
+        if (!Enum.IsDefined(pooling) || pooling == LlmPooling.Unknown)
             throw new LlmException("PoolingOutOfRange", LlmErrorKind.InvalidArgument, $"Pooling {pooling} is not one of Mean, Cls, Last, Rank.", pooling);
         var normalize = options.Normalize ?? (pooling == LlmPooling.Rank ? LlmNormalize.None : LlmNormalize.L2);
         if (!Enum.IsDefined(normalize))

@@ -201,8 +201,8 @@ internal sealed class Sequence : IDisposable
     {
         // The order llama.cpp's own tools use: penalties, top-k, top-p, min-p, temperature, then the pick.
         var chain = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
-        if (o.RepeatPenalty != 1f && o.RepeatLastN > 0)
-            chain.AddPenalties(o.RepeatLastN, o.RepeatPenalty, 0f, 0f);
+        if ((o.RepeatPenalty != 1f || o.FrequencyPenalty != 0f || o.PresencePenalty != 0f) && o.RepeatLastN > 0)
+            chain.AddPenalties(o.RepeatLastN, o.RepeatPenalty, o.FrequencyPenalty, o.PresencePenalty);
         if (seed is null)
         {
             chain.AddGreedySampler();

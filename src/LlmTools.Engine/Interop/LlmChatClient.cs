@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using LlmTools.Engine.Grammar;
 using System.Threading.Channels;
 using Microsoft.Extensions.AI;
 
@@ -116,10 +118,17 @@ public sealed class LlmChatClient : IChatClient
         if (list.Count == 0)
             throw new LlmException("ChatNoMessages", LlmErrorKind.InvalidArgument, "There are no messages to answer.");
         if (o?.Tools is { Count: > 0 }) throw Unsupported("Tool calling");
-        if (o?.FrequencyPenalty is { } f && f != 0) throw Unsupported("FrequencyPenalty");
-        if (o?.PresencePenalty is { } p && p != 0) throw Unsupported("PresencePenalty");
         if (o?.Seed is < 0 or > uint.MaxValue)
             throw new LlmException("SeedOutOfRange", LlmErrorKind.InvalidArgument, $"Seed {o.Seed} is out of range: use 0 to {uint.MaxValue}.", o.Seed);
+
+        // ChatResponseFormat.Json / ForJsonSchema: the output follows the schema (any JSON object without one), through
+        // the same converter as -JsonSchema; a keyword it cannot enforce is a JsonSchemaUnsupported error naming it.
+        string? grammar = null;
+        if (o?.ResponseFormat is ChatResponseFormatJson json)
+        {
+            grammar = JsonSchemaGrammar.Convert(json.Schema is { } schema ? JsonNode.Parse(schema.GetRawText()) : JsonNode.Parse("""{"type":"object"}"""));
+            GbnfGrammar.Parse(grammar);
+        }
 
         var prompt = _format.Render(list, addGenerationPrompt: true);
         var d = new CompletionOptions();
@@ -129,11 +138,14 @@ public sealed class LlmChatClient : IChatClient
             Temperature = o?.Temperature ?? d.Temperature,
             TopP = o?.TopP ?? d.TopP,
             TopK = o?.TopK ?? d.TopK,
+            FrequencyPenalty = o?.FrequencyPenalty ?? d.FrequencyPenalty,
+            PresencePenalty = o?.PresencePenalty ?? d.PresencePenalty,
             Seed = o?.Seed is { } s ? (uint)s : null,
             MaxTokens = o?.MaxOutputTokens ?? _contextSize,
             Stop = [.. o?.StopSequences ?? [], .. _format.StopStrings],
             StopTokenIds = _format.StopTokenIds,
             AddBos = _format.AddBos(prompt),
+            Grammar = grammar,
         };
         return (prompt, options);
     }

@@ -98,6 +98,96 @@ public static class OpenAiClient
         return r.ToResult(endpoint, model, messages.LastOrDefault()?.Content ?? "", "", options);
     }
 
+    /// <summary>
+    /// POST /embeddings with every text in one request (OpenAI takes an array input), results in input order. When the
+    /// server refuses the request (400/413: a text too long, say), each text is sent alone so the error is its own.
+    /// Throws for failures of the whole request (busy after retries, unreachable, timeout); Ctrl+C throws
+    /// OperationCanceledException.
+    /// </summary>
+    public static IReadOnlyList<EmbeddingItem> Embed(RemoteEndpoint endpoint, string model, IReadOnlyList<string> texts, RemoteOptions options,
+        IEngineEvents events, CancellationToken cancel)
+    {
+        if (texts.Count == 0) return [];
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", model);
+            w.WriteStartArray("input");
+            foreach (var t in texts) w.WriteStringValue(t ?? "");
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        try
+        {
+            var items = Post<EmbeddingItem[]?>(endpoint, "embeddings", buffer.ToArray(), options.Timeout, options.MaxRetries, events, cancel, stream: false,
+                (response, token) => ReadEmbeddings(endpoint, ReadString(response, token), model, texts), () => null);
+            return items ?? throw new OperationCanceledException(cancel);
+        }
+        catch (LlmException e) when (e.ErrorId is "RemoteBadRequest" or "RemoteRequestTooLarge")
+        {
+            if (texts.Count == 1) return [new EmbeddingItem(null, e)];
+            events.Verbose($"{endpoint.Url}/embeddings refused a request of {texts.Count} texts ({e.Message}); sending them one at a time.");
+            var results = new List<EmbeddingItem>(texts.Count);
+            foreach (var t in texts) results.AddRange(Embed(endpoint, model, [t], options, events, cancel));
+            return results;
+        }
+    }
+
+    private static EmbeddingItem[] ReadEmbeddings(RemoteEndpoint endpoint, string text, string model, IReadOnlyList<string> texts)
+    {
+        if (!text.TrimEnd().EndsWith('}')) throw new IOException("The response body ended early.");
+        using var doc = JsonDocument.Parse(text);
+        var root = doc.RootElement;
+        if (!root.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
+            throw new JsonException("The response has no data array.");
+        if (data.GetArrayLength() != texts.Count)
+            throw new JsonException($"The response has {data.GetArrayLength()} embeddings for {texts.Count} inputs.");
+        // LlmTools' server says how it pooled and what each input counted (extensions); usage alone has only the sum.
+        var pooling = root.TryGetProperty("pooling", out var p) && p.ValueKind == JsonValueKind.String &&
+                      Enum.TryParse<LlmPooling>(p.GetString(), ignoreCase: true, out var pl) && pl != LlmPooling.Unknown ? pl : LlmPooling.Unknown;
+        int? total = root.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object &&
+                     u.TryGetProperty("prompt_tokens", out var pt) && pt.TryGetInt32(out int pti) ? pti : null;
+        var results = new EmbeddingItem[texts.Count];
+        int position = 0;
+        foreach (var item in data.EnumerateArray())
+        {
+            int index = item.TryGetProperty("index", out var ix) && ix.TryGetInt32(out int ixi) ? ixi : position;
+            position++;
+            if (index < 0 || index >= texts.Count || results[index].Embedding is not null)
+                throw new JsonException($"The response has an embedding with index {index} for {texts.Count} inputs.");
+            if (!item.TryGetProperty("embedding", out var e)) throw new JsonException($"The embedding {index} has no vector.");
+            float[] vector;
+            if (e.ValueKind == JsonValueKind.Array)
+            {
+                vector = new float[e.GetArrayLength()];
+                int k = 0;
+                foreach (var x in e.EnumerateArray()) vector[k++] = x.GetSingle();
+            }
+            else if (e.ValueKind == JsonValueKind.String)
+            {
+                var bytes = e.GetBytesFromBase64(); // encoding_format base64: little-endian float32s
+                vector = new float[bytes.Length / sizeof(float)];
+                Buffer.BlockCopy(bytes, 0, vector, 0, vector.Length * sizeof(float));
+            }
+            else throw new JsonException($"The embedding {index} is neither an array of numbers nor base64.");
+            int tokens = item.TryGetProperty("prompt_tokens", out var it) && it.TryGetInt32(out int iti) ? iti
+                : texts.Count == 1 ? total ?? 0 : 0; // a sum over several texts is no one text's count
+            double norm = System.Numerics.Tensors.TensorPrimitives.Norm<float>(vector);
+            results[index] = new EmbeddingItem(new LlmEmbedding
+            {
+                Text = texts[index] ?? "",
+                Vector = vector,
+                TokenCount = tokens,
+                Model = model,
+                Pooling = pooling,
+                // Servers do not say; a vector of length 1 was normalized (OpenAI's, llama-server's and Ollama's are).
+                Normalize = Math.Abs(norm - 1) < 1e-3 ? LlmNormalize.L2 : LlmNormalize.None,
+            }, null);
+        }
+        return results;
+    }
+
     /// <summary>GET /models: the names the server serves.</summary>
     public static IReadOnlyList<string> ListModels(RemoteEndpoint endpoint, TimeSpan timeout, CancellationToken cancel)
     {
@@ -214,11 +304,31 @@ public static class OpenAiClient
     {
         var clock = Stopwatch.StartNew();
         string shown = ""; // text already streamed to the user, so a retry after a reset does not show it twice
+        return Post(endpoint, path, body, options.Timeout, options.MaxRetries, events, cancel, stream,
+            (response, token) =>
+            {
+                var reply = new Reply();
+                if (stream) ReadStream(response, reply, chat, clock, ref shown, events, token);
+                else ReadWhole(ReadString(response, token), reply, chat);
+                reply.Total = clock.Elapsed;
+                return reply;
+            },
+            // Ctrl+C: the request is aborted; what streamed so far is the text
+            () => new Reply { Cancelled = true, Text = new StringBuilder(shown), Total = clock.Elapsed });
+    }
+
+    /// <summary>
+    /// POSTs <paramref name="body"/> and reads a successful response with <paramref name="read"/>, retrying 429/502/503/504
+    /// (after Retry-After, else backoff) and dropped connections up to <paramref name="maxRetries"/> times, each attempt
+    /// within <paramref name="timeout"/>. Ctrl+C gives <paramref name="cancelled"/>'s value.
+    /// </summary>
+    private static T Post<T>(RemoteEndpoint endpoint, string path, byte[] body, TimeSpan timeout, int maxRetries, IEngineEvents events,
+        CancellationToken cancel, bool stream, Func<HttpResponseMessage, CancellationToken, T> read, Func<T> cancelled)
+    {
         for (int attempt = 0; ; attempt++)
         {
             using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            timer.CancelAfter(options.Timeout);
-            var reply = new Reply();
+            timer.CancelAfter(timeout);
             TimeSpan? wait = null;
             string why;
             try
@@ -235,36 +345,27 @@ public static class OpenAiClient
                 {
                     wait = RetryAfter(response);
                     why = $"{status} {response.ReasonPhrase}";
-                    if (wait > MaxRetryAfter || attempt >= options.MaxRetries)
+                    if (wait > MaxRetryAfter || attempt >= maxRetries)
                         throw StatusError(endpoint, path, status, ReadString(response, timer.Token), model: "", retried: attempt);
                 }
                 else if (!response.IsSuccessStatusCode)
                 {
                     throw StatusError(endpoint, path, status, ReadString(response, timer.Token), ModelOf(body));
                 }
-                else
-                {
-                    if (stream) ReadStream(response, reply, chat, clock, ref shown, events, timer.Token);
-                    else ReadWhole(ReadString(response, timer.Token), reply, chat);
-                    reply.Total = clock.Elapsed;
-                    return reply;
-                }
+                else return read(response, timer.Token);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
-                reply.Cancelled = true; // Ctrl+C: the request is aborted; what streamed so far is the text
-                reply.Text.Clear().Append(shown);
-                reply.Total = clock.Elapsed;
-                return reply;
+                return cancelled();
             }
             catch (OperationCanceledException)
             {
-                throw Timeout(endpoint, options.Timeout);
+                throw Timeout(endpoint, timeout);
             }
             catch (Exception e) when (e is HttpRequestException or IOException)
             {
                 // Refused, reset, or the body ended early: try again (the server may be restarting or shedding load).
-                if (attempt >= options.MaxRetries) throw Unreachable(endpoint, e, attempt);
+                if (attempt >= maxRetries) throw Unreachable(endpoint, e, attempt);
                 why = e.InnerException?.Message ?? e.Message;
             }
             catch (JsonException e)
@@ -272,14 +373,14 @@ public static class OpenAiClient
                 throw NotOpenAi(endpoint, e);
             }
             var delay = wait ?? Backoff(attempt);
-            events.Verbose($"{endpoint.Url}/{path}: {why}; retrying in {delay.TotalSeconds:F1} s (retry {attempt + 1} of {options.MaxRetries}).");
+            events.Verbose($"{endpoint.Url}/{path}: {why}; retrying in {delay.TotalSeconds:F1} s (retry {attempt + 1} of {maxRetries}).");
             try
             {
                 Task.Delay(delay, cancel).GetAwaiter().GetResult();
             }
             catch (OperationCanceledException)
             {
-                return new Reply { Cancelled = true, Text = new StringBuilder(shown), Total = clock.Elapsed };
+                return cancelled();
             }
         }
     }

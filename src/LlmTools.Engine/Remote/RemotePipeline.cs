@@ -4,7 +4,7 @@ namespace LlmTools.Engine.Remote;
 /// Piped inputs sent to a server with bounded concurrency: at most ThrottleLimit requests in flight, results taken in
 /// input order as soon as they and those before them are done, a failure belonging to its input only.
 /// </summary>
-public sealed class RemotePipeline : IDisposable
+public class RemotePipeline<T> : IDisposable where T : class
 {
     private readonly SemaphoreSlim _slots;
     private readonly Queue<Entry> _order = new();
@@ -13,7 +13,7 @@ public sealed class RemotePipeline : IDisposable
     private sealed class Entry
     {
         public required object? State;
-        public required Task<LlmCompletionResult> Task;
+        public required Task<T> Task;
     }
 
     public RemotePipeline(int throttleLimit)
@@ -23,7 +23,7 @@ public sealed class RemotePipeline : IDisposable
     }
 
     /// <summary>Starts one request once a slot is free (waits for one here).</summary>
-    public void Add(Func<CancellationToken, LlmCompletionResult> request, object? state, CancellationToken cancel)
+    public void Add(Func<CancellationToken, T> request, object? state, CancellationToken cancel)
     {
         _slots.Wait(cancel);
         var token = CancellationTokenSource.CreateLinkedTokenSource(cancel, _stop.Token);
@@ -44,11 +44,11 @@ public sealed class RemotePipeline : IDisposable
     /// <summary>An input whose request could not even be built: it takes its place in the order.</summary>
     public void AddFailed(LlmException error, object? state)
     {
-        lock (_order) _order.Enqueue(new Entry { State = state, Task = Task.FromException<LlmCompletionResult>(error) });
+        lock (_order) _order.Enqueue(new Entry { State = state, Task = Task.FromException<T>(error) });
     }
 
     /// <summary>The finished results at the head of the queue, in input order.</summary>
-    public IEnumerable<(object? State, LlmCompletionResult? Result, LlmException? Error)> TakeReady()
+    public IEnumerable<(object? State, T? Result, LlmException? Error)> TakeReady()
     {
         while (true)
         {
@@ -85,6 +85,7 @@ public sealed class RemotePipeline : IDisposable
     /// <summary>Cancels what is still in flight and waits for it: no request outlives the command.</summary>
     public void Dispose()
     {
+        GC.SuppressFinalize(this);
         _stop.Cancel();
         Task[] all;
         lock (_order) all = [.. _order.Select(e => e.Task)];
@@ -92,3 +93,6 @@ public sealed class RemotePipeline : IDisposable
         _stop.Dispose();
     }
 }
+
+/// <summary>Piped completion requests (Invoke-LlmCompletion, Invoke-LlmChat -Endpoint).</summary>
+public sealed class RemotePipeline(int throttleLimit) : RemotePipeline<LlmCompletionResult>(throttleLimit);

@@ -115,20 +115,24 @@ public sealed partial class LlmServer
                    param: "model", code: "model_not_found");
     }
 
-    private async Task Completion(HttpContext c, bool chat)
+    /// <summary>The request body as JSON; a body that is not JSON is a 400.</summary>
+    private static async Task<JsonDocument> ReadBody(HttpContext c)
     {
-        JsonDocument doc;
         try
         {
-            doc = await JsonDocument.ParseAsync(c.Request.Body, default, c.RequestAborted);
+            return await JsonDocument.ParseAsync(c.Request.Body, default, c.RequestAborted);
         }
         catch (JsonException e)
         {
             throw OpenAiError.BadRequest($"The request body is not valid JSON: {e.Message}");
         }
+    }
+
+    private async Task Completion(HttpContext c, bool chat)
+    {
         OpenAiRequest request;
         ServedModel model;
-        using (doc)
+        using (var doc = await ReadBody(c))
         {
             request = OpenAiRequest.Parse(doc.RootElement, chat);
             model = Find(request.Model);
@@ -160,7 +164,23 @@ public sealed partial class LlmServer
         // Unset max_tokens: OpenAI's legacy completions stop at 16; a chat reply runs to its end (or the context's).
         if (request.MaxTokens is null) options = options with { MaxTokens = chat ? model.ContextSize : 16 };
 
-        // Admission: MaxConcurrency run, MaxQueue wait, the rest are told to come back.
+        await Admit(c, async cancel =>
+        {
+            var watch = Stopwatch.StartNew();
+            var result = request.Stream
+                ? await Stream(c, model, request, prompt, options, chat, cancel)
+                : await Answer(c, model, request, prompt, options, chat, cancel.Token);
+            if (result is null) return;
+            if (result.StopReason == LlmStopReason.Cancelled) Interlocked.Increment(ref _cancelled);
+            else Interlocked.Increment(ref _served);
+            Log.Verbose($"{c.Request.Path} {model.Id}: {result.PromptTokens} prompt + {result.CompletionTokens} new tokens, " +
+                        $"{OpenAiJson.FinishReason(result.StopReason) ?? "cancelled"}, {watch.Elapsed.TotalMilliseconds:F0} ms{(request.Stream ? ", streamed" : "")}.");
+        });
+    }
+
+    /// <summary>Admission: MaxConcurrency run, MaxQueue wait, the rest are told to come back (503 with Retry-After).</summary>
+    private async Task Admit(HttpContext c, Func<CancellationTokenSource, Task> work)
+    {
         if (Interlocked.Increment(ref _admitted) > Options.MaxConcurrency + Options.MaxQueue)
         {
             Interlocked.Decrement(ref _admitted);
@@ -180,15 +200,7 @@ public sealed partial class LlmServer
             Interlocked.Increment(ref _active);
             try
             {
-                var watch = Stopwatch.StartNew();
-                var result = request.Stream
-                    ? await Stream(c, model, request, prompt, options, chat, cancel)
-                    : await Answer(c, model, request, prompt, options, chat, cancel.Token);
-                if (result is null) return;
-                if (result.StopReason == LlmStopReason.Cancelled) Interlocked.Increment(ref _cancelled);
-                else Interlocked.Increment(ref _served);
-                Log.Verbose($"{c.Request.Path} {model.Id}: {result.PromptTokens} prompt + {result.CompletionTokens} new tokens, " +
-                            $"{OpenAiJson.FinishReason(result.StopReason) ?? "cancelled"}, {watch.Elapsed.TotalMilliseconds:F0} ms{(request.Stream ? ", streamed" : "")}.");
+                await work(cancel);
             }
             finally
             {
@@ -200,6 +212,75 @@ public sealed partial class LlmServer
         {
             Interlocked.Decrement(ref _admitted);
         }
+    }
+
+    /// <summary>
+    /// POST /v1/embeddings: every input of the request embedded by <see cref="EmbeddingEngine"/> (decoded together), in
+    /// OpenAI's list shape. One input that cannot be embedded fails the request (400 naming it), as OpenAI does.
+    /// </summary>
+    private async Task Embeddings(HttpContext c)
+    {
+        OpenAiEmbeddingRequest request;
+        ServedModel model;
+        using (var doc = await ReadBody(c))
+        {
+            request = OpenAiEmbeddingRequest.Parse(doc.RootElement);
+            model = Find(request.Model);
+        }
+        await Admit(c, async cancel =>
+        {
+            var watch = Stopwatch.StartNew();
+            // The server's own context options (not the generation context's size): embeddings have a context of their own.
+            var items = await Task.Factory.StartNew(
+                () => EmbeddingEngine.Embed(model.Lease, request.Input, new EmbeddingOptions(), Options.ContextOptions, NullEngineEvents.Instance, cancel.Token),
+                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            for (int i = 0; i < items.Count; i++)
+            {
+                if (items[i].Error is not { } e) continue;
+                string param = request.Single ? "input" : $"input[{i}]";
+                throw e.ErrorId == "TextTooLong"
+                    ? OpenAiError.BadRequest($"{param}: {e.Message}", param, "context_length_exceeded")
+                    : FromEngine(e) is var oe && oe.Status == 400 ? OpenAiError.BadRequest($"{param}: {e.Message}", param, e.ErrorId) : oe;
+            }
+            var vectors = items.Select(x => x.Embedding!).ToList();
+            if (request.Dimensions is { } dims && vectors.Count > 0 && vectors[0].Dimensions != dims)
+                throw OpenAiError.BadRequest($"dimensions {dims} is not supported: '{model.Id}' gives {vectors[0].Dimensions}-dimensional vectors, which this server does not shorten.", "dimensions");
+            int tokens = vectors.Sum(v => v.TokenCount);
+            await WriteJson(c, 200, w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("object", "list");
+                w.WriteStartArray("data");
+                for (int i = 0; i < vectors.Count; i++)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("object", "embedding");
+                    w.WriteNumber("index", i);
+                    if (request.Base64)
+                        w.WriteBase64String("embedding", System.Runtime.InteropServices.MemoryMarshal.AsBytes(vectors[i].Vector.AsSpan()));
+                    else
+                    {
+                        w.WriteStartArray("embedding");
+                        foreach (var x in vectors[i].Vector) w.WriteNumberValue(x);
+                        w.WriteEndArray();
+                    }
+                    // Extension: each input's own count (usage has only the sum), so clients can report it per text.
+                    w.WriteNumber("prompt_tokens", vectors[i].TokenCount);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteString("model", model.Id);
+                // Extension: how token vectors became one (llama.cpp's names).
+                if (vectors.Count > 0) w.WriteString("pooling", vectors[0].Pooling.ToString().ToLowerInvariant());
+                w.WriteStartObject("usage");
+                w.WriteNumber("prompt_tokens", tokens);
+                w.WriteNumber("total_tokens", tokens);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            });
+            Interlocked.Increment(ref _served);
+            Log.Verbose($"{c.Request.Path} {model.Id}: {vectors.Count} input(s), {tokens} tokens, {watch.Elapsed.TotalMilliseconds:F0} ms.");
+        });
     }
 
     /// <summary>Runs the completion on a thread of its own (it blocks for the whole generation).</summary>

@@ -181,6 +181,7 @@ public sealed partial class LlmServer
         app.MapGet("/v1/models/{id}", new RequestDelegate(c => self().GetModel(c)));
         app.MapPost("/v1/completions", new RequestDelegate(c => self().Completion(c, chat: false)));
         app.MapPost("/v1/chat/completions", new RequestDelegate(c => self().Completion(c, chat: true)));
+        app.MapPost("/v1/embeddings", new RequestDelegate(c => self().Embeddings(c)));
         app.MapFallback(new RequestDelegate(c => throw new OpenAiError(404, $"There is no {c.Request.Method} {c.Request.Path} on this server.", code: "not_found")));
         return app;
     }

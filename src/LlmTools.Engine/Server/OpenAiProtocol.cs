@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlmTools.Engine.Grammar;
 
 namespace LlmTools.Server;
 
@@ -93,15 +95,15 @@ internal sealed class OpenAiRequest
         if (r.Has("tools") && root.GetProperty("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw OpenAiError.BadRequest("tools are not supported by this server yet.", "tools");
         if (r.Has("functions")) throw OpenAiError.BadRequest("functions are not supported by this server.", "functions");
-        if (r.Has("response_format") && root.GetProperty("response_format") is var format && format.ValueKind == JsonValueKind.Object &&
-            format.TryGetProperty("type", out var ft) && ft.ValueKind == JsonValueKind.String && ft.GetString() != "text")
-            throw OpenAiError.BadRequest($"response_format '{ft.GetString()}' is not supported by this server yet; only 'text'.", "response_format");
+        string? grammar = ParseGrammar(root, r);
         if (r.Has("logit_bias") && root.GetProperty("logit_bias") is { ValueKind: JsonValueKind.Object } bias && bias.EnumerateObject().Any())
             throw OpenAiError.BadRequest("logit_bias is not supported by this server.", "logit_bias");
         if (r.String("suffix") is { Length: > 0 }) throw OpenAiError.BadRequest("suffix (insertion) is not supported by this server.", "suffix");
-        foreach (var penalty in new[] { "frequency_penalty", "presence_penalty" })
-            if (r.Number(penalty) is { } p && p != 0)
-                throw OpenAiError.BadRequest($"{penalty} is not supported by this server yet; use repeat_penalty (llama.cpp's extension, e.g. 1.1) instead.", penalty);
+        // OpenAI's meaning and range; applied as llama.cpp's penalties sampler does, over the last repeat_last_n tokens.
+        double frequencyPenalty = r.Number("frequency_penalty") ?? 0;
+        if (frequencyPenalty is < -2 or > 2) throw OpenAiError.BadRequest($"frequency_penalty {frequencyPenalty} is out of range: use -2 to 2 (0 is off).", "frequency_penalty");
+        double presencePenalty = r.Number("presence_penalty") ?? 0;
+        if (presencePenalty is < -2 or > 2) throw OpenAiError.BadRequest($"presence_penalty {presencePenalty} is out of range: use -2 to 2 (0 is off).", "presence_penalty");
 
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = false;
@@ -177,11 +179,94 @@ internal sealed class OpenAiRequest
                 MinP = (float)minP,
                 RepeatPenalty = (float)repeatPenalty,
                 RepeatLastN = repeatLastN,
+                FrequencyPenalty = (float)frequencyPenalty,
+                PresencePenalty = (float)presencePenalty,
                 Seed = seed,
                 Stop = stop,
                 MaxTokens = maxTokens ?? CompletionOptions.DefaultMaxTokens,
+                Grammar = grammar,
             },
         };
+    }
+
+    /// <summary>Any JSON object: what response_format json_object asks for (llama-server uses the same schema).</summary>
+    private static readonly Lazy<string> AnyObject = new(() => JsonSchemaGrammar.Convert("""{"type":"object"}"""));
+
+    /// <summary>
+    /// The GBNF grammar the output must follow, from response_format (json_object, or json_schema through the module's
+    /// JSON-schema converter), or llama.cpp's extensions json_schema and grammar; null for free text. A schema keyword the
+    /// converter cannot enforce, or a bad grammar, is a 400 naming it: checked here, never in native code.
+    /// </summary>
+    private static string? ParseGrammar(JsonElement root, Reader r)
+    {
+        var sources = new List<string>();
+        string? gbnf = null;
+        if (r.Has("response_format"))
+        {
+            var format = root.GetProperty("response_format");
+            if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var ft) || ft.ValueKind != JsonValueKind.String)
+                throw OpenAiError.BadRequest("response_format must be an object with a type: text, json_object or json_schema.", "response_format");
+            switch (ft.GetString())
+            {
+                case "text":
+                    break;
+                case "json_object":
+                    gbnf = AnyObject.Value;
+                    sources.Add("response_format");
+                    break;
+                case "json_schema":
+                    if (!format.TryGetProperty("json_schema", out var js) || js.ValueKind != JsonValueKind.Object)
+                        throw OpenAiError.BadRequest("response_format.json_schema is required: {\"name\": ..., \"schema\": {...}}.", "response_format.json_schema");
+                    var jr = new Reader(js, "response_format.json_schema.");
+                    jr.String("name");
+                    jr.Bool("strict"); // the output always follows the schema: strict or not is the same here
+                    gbnf = js.TryGetProperty("schema", out var schema) && schema.ValueKind != JsonValueKind.Null
+                        ? SchemaGrammar(schema, "response_format.json_schema.schema")
+                        : AnyObject.Value;
+                    sources.Add("response_format");
+                    break;
+                case var other:
+                    throw OpenAiError.BadRequest($"response_format type '{other}' is not supported: use text, json_object or json_schema.", "response_format.type");
+            }
+        }
+        if (r.Has("json_schema"))
+        {
+            gbnf = SchemaGrammar(root.GetProperty("json_schema"), "json_schema");
+            sources.Add("json_schema");
+        }
+        if (r.String("grammar") is { } g)
+        {
+            try
+            {
+                GbnfGrammar.Parse(g);
+            }
+            catch (LlmException e)
+            {
+                throw OpenAiError.BadRequest($"grammar: {e.Message}", "grammar", e.ErrorId);
+            }
+            gbnf = g;
+            sources.Add("grammar");
+        }
+        if (sources.Count > 1)
+            throw OpenAiError.BadRequest($"{string.Join(" and ", sources)} both constrain the output: give one of them.", sources[1]);
+        return gbnf;
+    }
+
+    private static string SchemaGrammar(JsonElement schema, string param)
+    {
+        if (schema.ValueKind is not (JsonValueKind.Object or JsonValueKind.True))
+            throw OpenAiError.BadRequest($"{param} must be a JSON schema object.", param);
+        try
+        {
+            var gbnf = JsonSchemaGrammar.Convert(JsonNode.Parse(schema.GetRawText()));
+            GbnfGrammar.Parse(gbnf);
+            return gbnf;
+        }
+        catch (LlmException e)
+        {
+            // e.g. "The JSON schema uses the keyword 'if' at '#', which constrained output cannot enforce."
+            throw OpenAiError.BadRequest($"{param}: {e.Message}", param, e.ErrorId);
+        }
     }
 
     private static string ParsePrompt(JsonElement root)
@@ -237,7 +322,7 @@ internal sealed class OpenAiRequest
     }
 
     /// <summary>Typed access to optional fields; a field of the wrong type is a 400 naming it. null counts as absent.</summary>
-    private readonly struct Reader(JsonElement obj, string prefix = "")
+    internal readonly struct Reader(JsonElement obj, string prefix = "")
     {
         public bool Has(string name) => obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
 
@@ -276,5 +361,58 @@ internal sealed class OpenAiRequest
             if (l is < int.MinValue or > int.MaxValue) throw OpenAiError.BadRequest($"{prefix}{name} {l} is out of range.", prefix + name);
             return (int)l;
         }
+    }
+}
+
+/// <summary>What an embeddings request asks for: the texts (a string or an array of strings), the model, the encoding.</summary>
+internal sealed class OpenAiEmbeddingRequest
+{
+    /// <summary>OpenAI's own limit on inputs per request.</summary>
+    public const int MaxInputs = 2048;
+
+    public string? Model { get; private init; }
+    public required IReadOnlyList<string> Input { get; init; }
+    /// <summary>input was one string (errors then name "input", not "input[0]").</summary>
+    public bool Single { get; private init; }
+    /// <summary>encoding_format "base64": each vector as the base64 of its little-endian float32s.</summary>
+    public bool Base64 { get; private init; }
+    /// <summary>dimensions as given: only the model's own length is accepted (no shortened vectors).</summary>
+    public int? Dimensions { get; private init; }
+
+    public static OpenAiEmbeddingRequest Parse(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw OpenAiError.BadRequest("The request body must be a JSON object.");
+        var r = new OpenAiRequest.Reader(root);
+        var format = r.String("encoding_format") ?? "float";
+        if (format is not ("float" or "base64"))
+            throw OpenAiError.BadRequest($"encoding_format '{format}' is not supported: use float or base64.", "encoding_format");
+        int? dims = r.Int("dimensions");
+        if (dims is < 1) throw OpenAiError.BadRequest($"dimensions {dims} is out of range: use 1 or more.", "dimensions");
+        if (!root.TryGetProperty("input", out var input) || input.ValueKind == JsonValueKind.Null)
+            throw OpenAiError.BadRequest("input is required: a string or an array of strings.", "input");
+        var texts = new List<string>();
+        bool single = false;
+        if (input.ValueKind == JsonValueKind.String)
+        {
+            texts.Add(input.GetString()!);
+            single = true;
+        }
+        else if (input.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (var e in input.EnumerateArray())
+            {
+                if (e.ValueKind != JsonValueKind.String)
+                    throw OpenAiError.BadRequest($"input[{i}] must be a string; token arrays are not supported.", $"input[{i}]");
+                texts.Add(e.GetString()!);
+                i++;
+            }
+            if (texts.Count == 0) throw OpenAiError.BadRequest("input is an empty array: give at least one string.", "input");
+            if (texts.Count > MaxInputs)
+                throw OpenAiError.BadRequest($"input has {texts.Count} strings; send at most {MaxInputs} per request.", "input");
+        }
+        else throw OpenAiError.BadRequest("input must be a string or an array of strings.", "input");
+        return new OpenAiEmbeddingRequest { Model = r.String("model"), Input = texts, Single = single, Base64 = format == "base64", Dimensions = dims };
     }
 }

@@ -1,9 +1,11 @@
 using System.Management.Automation;
+using System.Security;
+using LlmTools.Engine.Remote;
 
 namespace LlmTools.Commands;
 
 /// <summary>
-/// Turns texts into embedding vectors with a local GGUF model: one object per input, in input order, each with its
+/// Turns texts into embedding vectors with a local GGUF model, or an OpenAI-compatible server's (-Endpoint): one object per input, in input order, each with its
 /// Vector (L2-normalized by default, so the dot product of two vectors is their cosine similarity). Piped texts are
 /// decoded together, several per batch; the model and its embeddings context stay loaded for the next call.
 /// </summary>
@@ -12,6 +14,10 @@ namespace LlmTools.Commands;
 /// truncation; -Truncate embeds only its first ContextSize tokens. The other texts go on.</para>
 /// <para>Pooling follows the model's own pooling_type (embedding models set it), else Mean. A generative model such
 /// as stories260K gives vectors too, though a model trained for embeddings gives far better ones.</para>
+/// <para>With -Endpoint (or Connect-LlmEndpoint) the texts go to the server's /v1/embeddings, BatchSize texts per
+/// request and at most ThrottleLimit requests at once, retried on 429/503 (after Retry-After). -Model is then the
+/// server's model name. TokenCount comes from the server's usage (per text from LlmTools' own server; from others only
+/// when a request held one text, else 0); Pooling is Unknown unless the server says.</para>
 /// </remarks>
 /// <example>
 /// <code>Get-LlmEmbedding 'The cat sat on the mat.' -Model ./nomic-embed-text.gguf | Select-Object Dimensions, TokenCount</code>
@@ -20,6 +26,10 @@ namespace LlmTools.Commands;
 /// <example>
 /// <code>$docs = Get-Content notes.txt | Get-LlmEmbedding -Model tinystories; $docs | Export-Clixml notes.embeddings.xml</code>
 /// <para>Embeds every line (decoded 32 at a time) and saves the vectors for later searches with Find-LlmSimilar.</para>
+/// </example>
+/// <example>
+/// <code>Get-Content notes.txt | Get-LlmEmbedding -Endpoint http://127.0.0.1:8080/v1 -Model nomic-embed-text -BatchSize 64 -ThrottleLimit 4</code>
+/// <para>Embeds every line on a server: 64 lines per request, four requests at once; the vectors come back in input order.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "LlmEmbedding")]
 [OutputType(typeof(LlmEmbedding))]
@@ -64,6 +74,32 @@ public sealed class GetLlmEmbeddingCommand : LlmCmdlet
     [Parameter]
     public int Threads { get; set; }
 
+    /// <summary>
+    /// An OpenAI-compatible server's base URL (e.g. http://127.0.0.1:8080/v1): the texts go to its /v1/embeddings and
+    /// -Model names one of its models. Without it, the endpoint of Connect-LlmEndpoint, if any; else the model runs locally.
+    /// </summary>
+    [Parameter]
+    public Uri? Endpoint { get; set; }
+
+    /// <summary>The key for -Endpoint, sent as a bearer token. Default: Connect-LlmEndpoint's key for that endpoint, else OPENAI_API_KEY.</summary>
+    [Parameter]
+    public SecureString? ApiKey { get; set; }
+
+    /// <summary>With an endpoint: requests in flight at once, 1 to 64 (default 4), each of BatchSize texts. Results keep the input order.</summary>
+    [Parameter]
+    public int ThrottleLimit { get; set; } = 4;
+
+    /// <summary>With an endpoint: seconds one request may take before it is an error (RemoteTimeout). Default 300.</summary>
+    [Parameter]
+    public int TimeoutSec { get; set; } = 300;
+
+    /// <summary>Parameters of local models only: with an endpoint they are an error, never silently ignored.</summary>
+    private static readonly string[] LocalOnly = [nameof(Pooling), nameof(Normalize), nameof(Truncate), nameof(ContextSize), nameof(Threads)];
+
+    private RemoteEndpoint? _endpoint;
+    private RemoteOptions _remoteOptions = new();
+    private RemotePipeline<IReadOnlyList<EmbeddingItem>>? _remote;
+
     private ModelLease? _lease;
     private EmbeddingOptions _options = new();
     private ContextOptions _context = new();
@@ -94,6 +130,25 @@ public sealed class GetLlmEmbeddingCommand : LlmCmdlet
         };
         try
         {
+            if (bound.ContainsKey(nameof(Pooling)) && Pooling == LlmPooling.Unknown)
+                throw new LlmException("PoolingOutOfRange", LlmErrorKind.InvalidArgument, "Pooling Unknown is not a way to pool: use Mean, Cls, Last or Rank.", Pooling);
+            string? key = ApiKey is null ? null : new System.Net.NetworkCredential("", ApiKey).Password;
+            _endpoint = RemoteSession.Resolve(Endpoint, key);
+            if (_endpoint is null && bound.ContainsKey(nameof(ApiKey)))
+                throw new LlmException("ApiKeyNeedsEndpoint", LlmErrorKind.InvalidArgument, "-ApiKey is for a server: give -Endpoint too (or Connect-LlmEndpoint).");
+            if (_endpoint is not null)
+            {
+                if (LocalOnly.FirstOrDefault(bound.ContainsKey) is { } local)
+                    throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                        $"-{local} applies to local models only; the server at {_endpoint.Url} decides it (leave it out, or run the model locally).", local);
+                if (ThrottleLimit is < 1 or > 64)
+                    throw new LlmException("ThrottleLimitOutOfRange", LlmErrorKind.InvalidArgument,
+                        $"ThrottleLimit {ThrottleLimit} is out of range: use 1 to 64 requests in flight.", ThrottleLimit);
+                if (TimeoutSec is < 1 or > 86400)
+                    throw new LlmException("TimeoutOutOfRange", LlmErrorKind.InvalidArgument, $"TimeoutSec {TimeoutSec} is out of range: use 1 to 86400.", TimeoutSec);
+                _remoteOptions = new RemoteOptions { Timeout = TimeSpan.FromSeconds(TimeoutSec) };
+                return;
+            }
             var path = ResolveModelPath(Model);
             _lease = RunEngine((events, cancel) => ModelCache.Instance.Acquire(path, new ModelLoadOptions(), events, cancel));
             // Wrong for every input (a vocabulary-only file, Rank without a classifier): end the call before any text.
@@ -114,13 +169,40 @@ public sealed class GetLlmEmbeddingCommand : LlmCmdlet
         }
     }
 
-    protected override void EndProcessing() => Flush();
+    protected override void EndProcessing()
+    {
+        Flush();
+        if (_remote is { } remote)
+        {
+            RunEngine((_, cancel) =>
+            {
+                remote.WaitAll(cancel);
+                return 0;
+            });
+            WriteReady();
+        }
+    }
 
     private void Flush()
     {
         if (_pending.Count == 0) return;
         var texts = _pending.ToArray();
         _pending.Clear();
+        if (_endpoint is { } endpoint)
+        {
+            // A request of BatchSize texts, ThrottleLimit in flight: waits here only while all are.
+            var pipeline = _remote ??= new RemotePipeline<IReadOnlyList<EmbeddingItem>>(ThrottleLimit);
+            var pump = EngineEvents;
+            string model = Model;
+            var options = _remoteOptions;
+            RunEngine((_, cancel) =>
+            {
+                pipeline.Add(token => OpenAiClient.Embed(endpoint, model, texts, options, pump, token), texts, cancel);
+                return 0;
+            });
+            WriteReady();
+            return;
+        }
         IReadOnlyList<EmbeddingItem> items;
         try
         {
@@ -142,5 +224,31 @@ public sealed class GetLlmEmbeddingCommand : LlmCmdlet
         }
     }
 
-    protected override void DisposeResources() => _lease?.Dispose();
+    /// <summary>The remote requests done at the head of the queue, in input order; a failed request fails each of its texts.</summary>
+    private void WriteReady()
+    {
+        WriteQueuedEvents();
+        if (_remote is null) return;
+        foreach (var (state, items, error) in _remote.TakeReady())
+        {
+            if (Cancellation.IsCancellationRequested) return;
+            if (error is not null)
+            {
+                foreach (var _ in (string[])state!) WriteLlmError(error);
+                continue;
+            }
+            foreach (var item in items!)
+            {
+                if (item.Error is { } e) WriteLlmError(e);
+                else WriteObject(item.Embedding);
+            }
+        }
+    }
+
+    protected override void DisposeResources()
+    {
+        _remote?.Dispose();
+        _remote = null;
+        _lease?.Dispose();
+    }
 }
