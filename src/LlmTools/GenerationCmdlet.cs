@@ -31,6 +31,17 @@ public abstract class GenerationCmdlet : ModelCmdlet
     [Parameter]
     public float RepeatPenalty { get; set; } = new CompletionOptions().RepeatPenalty;
 
+    /// <summary>
+    /// OpenAI's frequency penalty: lowers a token's logit by this much for every time it appeared among the last 64
+    /// tokens (-2 to 2; 0 is off, the default). Repetition of words in long outputs, without -RepeatPenalty's bluntness.
+    /// </summary>
+    [Parameter]
+    public float FrequencyPenalty { get; set; }
+
+    /// <summary>OpenAI's presence penalty: lowers the logit of every token that appeared among the last 64 once by this much (-2 to 2; 0 is off, the default).</summary>
+    [Parameter]
+    public float PresencePenalty { get; set; }
+
     /// <summary>Random seed for sampling; the same seed reproduces the same output. Default: a new one, reported in the result.</summary>
     [Parameter]
     public uint Seed { get; set; }
@@ -80,7 +91,7 @@ public abstract class GenerationCmdlet : ModelCmdlet
     protected RemoteOptions RemoteOptions { get; private set; } = new();
 
     /// <summary>Parameters of local models only: with an endpoint they are an error, never silently ignored.</summary>
-    private static readonly string[] LocalOnly = ["ContextSize", "Threads", "GpuLayers", "Template", "JsonSchema", "Grammar", "AsObject", "BatchSize"];
+    private static readonly string[] LocalOnly = ["ContextSize", "Threads", "GpuLayers", "Template", "BatchSize"];
 
     /// <summary>Whether the output is JSON to parse into Value (-JsonSchema).</summary>
     protected bool ParsesJson => JsonSchema is not null;
@@ -96,6 +107,8 @@ public abstract class GenerationCmdlet : ModelCmdlet
             TopP = TopP,
             MinP = MinP,
             RepeatPenalty = RepeatPenalty,
+            FrequencyPenalty = FrequencyPenalty,
+            PresencePenalty = PresencePenalty,
             Seed = MyInvocation.BoundParameters.ContainsKey(nameof(Seed)) ? Seed : null,
             Stop = Stop ?? [], // -Stop $null: no stop strings
         };
@@ -148,10 +161,21 @@ public abstract class GenerationCmdlet : ModelCmdlet
             TopK = bound.ContainsKey(nameof(TopK)) ? TopK : null,
             MinP = bound.ContainsKey(nameof(MinP)) ? MinP : null,
             RepeatPenalty = bound.ContainsKey(nameof(RepeatPenalty)) ? RepeatPenalty : null,
+            FrequencyPenalty = bound.ContainsKey(nameof(FrequencyPenalty)) ? FrequencyPenalty : null,
+            PresencePenalty = bound.ContainsKey(nameof(PresencePenalty)) ? PresencePenalty : null,
             Seed = Options.Seed,
             Stop = Options.Stop,
+            // The server enforces the schema or grammar; the text is parsed here as for a local model (-AsObject).
+            JsonSchema = JsonSchema is null ? null : StructuredOutput.SchemaJsonFor(JsonSchema),
+            Grammar = Grammar is null ? null : CheckedGrammar(Grammar),
             Timeout = TimeSpan.FromSeconds(TimeoutSec),
         };
+    }
+
+    private static string CheckedGrammar(string gbnf)
+    {
+        LlmTools.Engine.Grammar.GbnfGrammar.Parse(gbnf);
+        return gbnf;
     }
 
     /// <summary>The object to write for a result: with -JsonSchema its Value is filled; with -AsObject only the value.</summary>

@@ -2,6 +2,7 @@ using System.Collections;
 using System.Collections.Specialized;
 using System.Management.Automation;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using LlmTools.Engine.Grammar;
 
 namespace LlmTools;
@@ -14,20 +15,31 @@ internal static class StructuredOutput
 {
     private const int MaxDepth = 64;
 
-    public static string GrammarFor(object schema)
+    /// <summary>The grammar that enforces a -JsonSchema value (for local generation).</summary>
+    public static string GrammarFor(object schema) => Read(() => JsonSchemaGrammar.Convert(SchemaJsonFor(schema)));
+
+    /// <summary>A -JsonSchema value as JSON schema text (what a server receives in response_format).</summary>
+    public static string SchemaJsonFor(object schema)
     {
         var value = schema is PSObject ps ? ps.BaseObject : schema;
+        return Read(() => value switch
+        {
+            string json => JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { MaxDepth = MaxDepth }) is JsonObject
+                ? json
+                : throw new LlmException("JsonSchemaInvalid", LlmErrorKind.InvalidArgument, "A JSON schema is a JSON object ({ ... })."),
+            Type type => JsonSchemaGrammar.SchemaFromType(type),
+            IDictionary dictionary => JsonSchemaGrammar.SchemaFromDictionary(ToPlain(dictionary, 0) as IDictionary ?? dictionary),
+            PSCustomObject => JsonSchemaGrammar.SchemaFromDictionary((IDictionary)ToPlain(schema, 0)!),
+            _ => throw new LlmException("JsonSchemaInvalid", LlmErrorKind.InvalidArgument,
+                $"-JsonSchema takes a JSON string, a hashtable, a PSCustomObject or a class type, not {value.GetType().Name}."),
+        });
+    }
+
+    private static string Read(Func<string> read)
+    {
         try
         {
-            return value switch
-            {
-                string json => JsonSchemaGrammar.Convert(json),
-                Type type => JsonSchemaGrammar.Convert(JsonSchemaGrammar.SchemaFromType(type)),
-                IDictionary dictionary => JsonSchemaGrammar.Convert(JsonSchemaGrammar.SchemaFromDictionary(ToPlain(dictionary, 0) as IDictionary ?? dictionary)),
-                PSCustomObject => JsonSchemaGrammar.Convert(JsonSchemaGrammar.SchemaFromDictionary((IDictionary)ToPlain(schema, 0)!)),
-                _ => throw new LlmException("JsonSchemaInvalid", LlmErrorKind.InvalidArgument,
-                    $"-JsonSchema takes a JSON string, a hashtable, a PSCustomObject or a class type, not {value.GetType().Name}."),
-            };
+            return read();
         }
         catch (LlmException)
         {

@@ -306,3 +306,63 @@ Describe 'Get-LlmEmbedding -Endpoint' {
         { Get-LlmEmbedding 'x' -Model tinystories -Pooling Unknown } | Should -Throw -ErrorId 'PoolingOutOfRange,LlmTools.Commands.GetLlmEmbeddingCommand'
     }
 }
+
+# -JsonSchema, -Grammar and OpenAI's penalties reach the server: the same text as the local model, parsed the same way.
+Describe '-Endpoint with -JsonSchema, -Grammar and penalties' {
+    BeforeAll {
+        $script:Server = Start-LlmServer -Model $TinyModel, $ChatModel -Alias tiny, chat -Port 0 -ContextSize 512 -Threads 1 -WarningAction SilentlyContinue
+        $script:Url = $Server.Endpoint
+        $script:Fake = [LlmTools.TestModels.FakeOpenAi]::new()
+        $script:LocalRun = @{ ContextSize = 512; Threads = 1; Temperature = 0; RepeatPenalty = 1 }
+        $script:Schema = @{ type = 'object'; properties = @{ name = @{ type = 'string'; maxLength = 10 }; n = @{ type = 'integer'; minimum = 0; maximum = 9 } }; required = @('name', 'n') }
+    }
+    AfterAll {
+        $Server | Stop-LlmServer
+        $Fake.Dispose()
+    }
+
+    It 'gives the local model''s JSON and parsed value for -JsonSchema, and -AsObject writes only the value' {
+        $mine = Invoke-LlmCompletion 'Record:' -Model $TinyModel -JsonSchema $Schema -MaxTokens 120 @LocalRun
+        $remote = Invoke-LlmCompletion 'Record:' -Endpoint $Url -Model tiny -JsonSchema $Schema -MaxTokens 120 -Temperature 0
+        $remote.Text | Should -Be $mine.Text
+        $remote.Value.n | Should -Be $mine.Value.n
+        $remote.Value.n | Should -BeOfType [long]
+        $v = Invoke-LlmChat 'Give a record' -Endpoint $Url -Model chat -JsonSchema $Schema -AsObject -MaxTokens 120 -Temperature 0
+        $v | Should -Not -BeOfType ([LlmTools.LlmChatReply])
+        $v.n | Should -BeLessOrEqual 9
+        $v.name.Length | Should -BeLessOrEqual 10
+    }
+
+    It 'sends the schema as response_format json_schema and the grammar as llama.cpp''s grammar field' {
+        Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -JsonSchema '{"type":"object","properties":{"a":{"type":"string"}}}' -MaxTokens 3 -ErrorAction SilentlyContinue | Out-Null
+        $body = $Fake.Requests.ToArray()[-1].Body | ConvertFrom-Json
+        $body.response_format.type | Should -Be 'json_schema'
+        $body.response_format.json_schema.schema.properties.a.type | Should -Be 'string'
+        Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model $Fake.ModelName -Grammar 'root ::= "yes"' -FrequencyPenalty 0.5 -MaxTokens 3 | Out-Null
+        $body = $Fake.Requests.ToArray()[-1].Body | ConvertFrom-Json
+        $body.grammar | Should -Be 'root ::= "yes"'
+        $body.frequency_penalty | Should -Be 0.5
+        $body.PSObject.Properties.Name | Should -Not -Contain 'presence_penalty' # only what was given
+        $r = Invoke-LlmCompletion 'Answer:' -Endpoint $Url -Model tiny -Grammar 'root ::= ("yes" | "no")' -MaxTokens 10 -Temperature 0
+        $r.Text | Should -BeIn @('yes', 'no')
+    }
+
+    It 'refuses a bad grammar or schema before sending anything' {
+        $before = $Fake.Requests.Count
+        { Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model m -Grammar 'root ::= (' } | Should -Throw -ErrorId 'GrammarInvalid,LlmTools.Commands.InvokeLlmCompletionCommand'
+        { Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model m -JsonSchema '[1, 2]' } | Should -Throw -ErrorId 'JsonSchemaInvalid,LlmTools.Commands.InvokeLlmCompletionCommand'
+        $Fake.Requests.Count | Should -Be $before
+    }
+
+    It 'applies -FrequencyPenalty and -PresencePenalty locally as the server does, and refuses values outside -2 to 2' {
+        $plain = Invoke-LlmCompletion 'Once upon a time' -Model $TinyModel -MaxTokens 32 @LocalRun
+        foreach ($penalty in @{ FrequencyPenalty = 1.5 }, @{ PresencePenalty = 1.5 }) {
+            $mine = Invoke-LlmCompletion 'Once upon a time' -Model $TinyModel -MaxTokens 32 @LocalRun @penalty
+            $mine.Text | Should -Not -Be $plain.Text
+            $remote = Invoke-LlmCompletion 'Once upon a time' -Endpoint $Url -Model tiny -MaxTokens 32 -Temperature 0 @penalty
+            $remote.Text | Should -Be $mine.Text
+        }
+        { Invoke-LlmCompletion 'x' -Model $TinyModel -FrequencyPenalty 3 } | Should -Throw -ErrorId 'FrequencyPenaltyOutOfRange,LlmTools.Commands.InvokeLlmCompletionCommand'
+        { Invoke-LlmChat 'x' -Model $ChatModel -PresencePenalty -2.5 } | Should -Throw -ErrorId 'PresencePenaltyOutOfRange,LlmTools.Commands.InvokeLlmChatCommand'
+    }
+}

@@ -60,8 +60,9 @@ public static class CompletionEngine
         if (!(o.MinP is >= 0 and < 1)) throw Bad("MinP", o.MinP, "use 0 (off) up to less than 1");
         if (!float.IsFinite(o.RepeatPenalty) || o.RepeatPenalty <= 0) throw Bad("RepeatPenalty", o.RepeatPenalty, "use more than 0 (1 is off)");
         if (o.RepeatLastN < 0) throw Bad("RepeatLastN", o.RepeatLastN, "use 0 or more");
-        if (!float.IsFinite(o.FrequencyPenalty)) throw Bad("FrequencyPenalty", o.FrequencyPenalty, "use a finite number (0 is off)");
-        if (!float.IsFinite(o.PresencePenalty)) throw Bad("PresencePenalty", o.PresencePenalty, "use a finite number (0 is off)");
+        // OpenAI's range, so a value means the same here and on any server.
+        if (!(o.FrequencyPenalty is >= -2 and <= 2)) throw Bad("FrequencyPenalty", o.FrequencyPenalty, "use -2 to 2 (0 is off)");
+        if (!(o.PresencePenalty is >= -2 and <= 2)) throw Bad("PresencePenalty", o.PresencePenalty, "use -2 to 2 (0 is off)");
         foreach (var s in o.Stop ?? [])
             if (string.IsNullOrEmpty(s))
                 throw new LlmException("EmptyStopString", LlmErrorKind.InvalidArgument, "A stop string is empty; every -Stop value must have at least one character.");

@@ -38,7 +38,14 @@ public sealed record RemoteOptions
     public int? TopK { get; init; }
     public float? MinP { get; init; }
     public float? RepeatPenalty { get; init; }
+    /// <summary>OpenAI's own penalties (-2 to 2), sent only when given.</summary>
+    public float? FrequencyPenalty { get; init; }
+    public float? PresencePenalty { get; init; }
     public uint? Seed { get; init; }
+    /// <summary>A JSON schema the output must follow, sent as OpenAI's response_format json_schema.</summary>
+    public string? JsonSchema { get; init; }
+    /// <summary>A GBNF grammar, sent as llama.cpp's grammar field (llama-server, LlmTools' server).</summary>
+    public string? Grammar { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>Per request (each attempt); default 300 s.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(300);
@@ -233,7 +240,22 @@ public static class OpenAiClient
             if (o.TopK is { } k) w.WriteNumber("top_k", k);
             if (o.MinP is { } mp) w.WriteNumber("min_p", mp);
             if (o.RepeatPenalty is { } rp) w.WriteNumber("repeat_penalty", rp);
+            if (o.FrequencyPenalty is { } fp) w.WriteNumber("frequency_penalty", fp);
+            if (o.PresencePenalty is { } pp) w.WriteNumber("presence_penalty", pp);
             if (o.Seed is { } s) w.WriteNumber("seed", s);
+            if (o.JsonSchema is { } schema)
+            {
+                w.WriteStartObject("response_format");
+                w.WriteString("type", "json_schema");
+                w.WriteStartObject("json_schema");
+                w.WriteString("name", "output");
+                w.WriteBoolean("strict", true);
+                w.WritePropertyName("schema");
+                w.WriteRawValue(schema); // checked JSON (the writer validates it again)
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }
+            if (o.Grammar is { } grammar) w.WriteString("grammar", grammar);
             if (o.Stop.Count > 0)
             {
                 w.WriteStartArray("stop");
