@@ -269,6 +269,34 @@ internal sealed class ToolSet
         }
     }
 
+    /// <summary>True when every call names a tool that runs here (or none known: it gets an error text), so the round can run.</summary>
+    public bool CanRunAll(IEnumerable<LlmToolCall> calls) => calls.All(c => CanRun(c.Name) || !Knows(c.Name));
+
+    /// <summary>
+    /// Runs one round of calls, each through ShouldProcess (the confirmation names the tool and its arguments): a call
+    /// declined gets a "declined" text for the model. <paramref name="whatIf"/>: -WhatIf was given, so nothing ran and
+    /// the round is not to be sent back.
+    /// </summary>
+    public List<LlmToolResult> RunCalls(IEnumerable<LlmToolCall> calls, PSCmdlet cmdlet, out bool whatIf)
+    {
+        whatIf = false;
+        var round = new List<LlmToolResult>();
+        foreach (var call in calls)
+        {
+            if (!cmdlet.ShouldProcess($"Running tool '{call.Name}' with arguments {call.ArgumentsJson}.", $"Run tool '{call.Name}' with arguments {call.ArgumentsJson}?",
+                    "The model called a tool", out var reason))
+            {
+                whatIf |= reason == ShouldProcessReason.WhatIf;
+                round.Add(new LlmToolResult { Call = call, Content = "The user declined to run this tool call.", Succeeded = false });
+                continue;
+            }
+            var result = Run(call, cmdlet);
+            if (!result.Succeeded) cmdlet.WriteVerbose($"Tool {call.Name} failed; the model is told: {result.Content}");
+            round.Add(result);
+        }
+        return round;
+    }
+
     /// <summary>
     /// Runs one call here (on the pipeline thread, in the caller's runspace): the command with the arguments splatted.
     /// What it writes becomes the result text (strings as they are, objects as JSON); an exception or an error record

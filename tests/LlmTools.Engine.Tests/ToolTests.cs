@@ -50,10 +50,10 @@ public class ToolTests
         Assert.Equal(ToolCallFamily.Hermes, session.ToolFormat.Family);
         var reply = session.Send("What is the weather in Paris?", NullEngineEvents.Instance, default);
         Assert.True(reply.StopReason == LlmStopReason.EndOfText, $"{reply.StopReason}: {reply.Text} {string.Join(", ", reply.ToolCalls)}");
-        var call = Assert.Single(reply.ToolCalls.Take(1));
+        Assert.NotEmpty(reply.ToolCalls);
+        var call = reply.ToolCalls[0];
         Assert.Contains(call.Name, new[] { "get_weather", "get_time" });
         Assert.Matches("^[A-Za-z0-9]{9}$", call.Id);
-        var schema = JsonSchema.FromText(call.Name == "get_weather" ? WeatherSchema : Clock.ParametersSchema);
         foreach (var c in reply.ToolCalls)
         {
             var s = JsonSchema.FromText(c.Name == "get_weather" ? WeatherSchema : Clock.ParametersSchema);

@@ -70,6 +70,13 @@ Describe 'Tools in chat: -Tool, -ToolChoice, -InvokeTools' {
             $tool[0].ToolCallId | Should -Be $first.Call.Id
             $s.Messages[-1].Role | Should -Be 'assistant'
             $r.Turn | Should -Be 1
+            # A new session from these messages keeps the calls and their ids.
+            $copy = New-LlmChatSession -Model $ToolModel -Tool $Weather -History $s.Messages @Common
+            try {
+                @($copy.Messages | Where-Object ToolCalls)[0].ToolCalls[0].Id | Should -Be $first.Call.Id
+                @($copy.Messages | Where-Object Role -eq 'tool')[0].ToolCallId | Should -Be $first.Call.Id
+            }
+            finally { $copy.Dispose() }
         }
         finally { $s.Dispose() }
     }

@@ -221,30 +221,15 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         var results = new List<LlmToolResult>();
         int rounds = 0;
         bool exceeded = false;
-        while (InvokeTools && tools is not null && reply.ToolCalls.Count > 0 && reply.ToolCalls.All(c => tools.CanRun(c.Name) || !tools.Knows(c.Name)))
+        while (InvokeTools && tools is not null && reply.ToolCalls.Count > 0 && tools.CanRunAll(reply.ToolCalls))
         {
             if (rounds == MaxToolRounds)
             {
                 exceeded = true;
                 break;
             }
-            var round = new List<LlmToolResult>();
-            bool whatIf = false;
-            foreach (var call in reply.ToolCalls)
-            {
-                if (Cancellation.IsCancellationRequested) return;
-                if (!ShouldProcess($"Running tool '{call.Name}' with arguments {call.ArgumentsJson}.", $"Run tool '{call.Name}' with arguments {call.ArgumentsJson}?",
-                    "The model called a tool", out var reason))
-                {
-                    whatIf |= reason == ShouldProcessReason.WhatIf;
-                    round.Add(new LlmToolResult { Call = call, Content = "The user declined to run this tool call.", Succeeded = false });
-                    continue;
-                }
-                var result = tools.Run(call, this);
-                if (!result.Succeeded) WriteVerbose($"Tool {call.Name} failed; the model is told: {result.Content}");
-                round.Add(result);
-            }
-            if (whatIf) break; // shown, not run: the reply with its calls is the answer
+            var round = tools.RunCalls(reply.ToolCalls, this, out bool whatIf);
+            if (whatIf || Cancellation.IsCancellationRequested) break; // shown, not run: the reply with its calls is the answer
             results.AddRange(round);
             rounds++;
             reply = RunEngine((events, cancel) => session.SendToolResults(round, events, cancel, TrimHistory, adjust), Stream);

@@ -85,7 +85,8 @@ public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
             }
             if (History is { Length: > 0 })
             {
-                var messages = History.Select(ChatInput.ToMessage).ToList();
+                // Messages of another session ($old.Messages) keep their tool calls and tool call ids.
+                var messages = History.Select(h => (h is PSObject p ? p.BaseObject : h) is LlmChatMessage m ? m : ChatInput.ToMessage(h)).ToList();
                 if (SystemPrompt is not null) messages.RemoveAll(m => m.Role == "system");
                 session.LoadJson(System.Text.Json.JsonSerializer.Serialize(
                     (SystemPrompt is null ? [] : new[] { new LlmChatMessage("system", SystemPrompt) }).Concat(messages)));
