@@ -108,6 +108,20 @@ public class ToolTests
     }
 
     [Fact]
+    public void WithToolChoiceAutoATextReplyIsTheSameAsWithoutTheGrammar()
+    {
+        // The lazy grammar waits for "<tool_call>": a model that answers in text answers exactly as with None.
+        using var auto = NewSession(ToolChoice.Auto, Weather);
+        using var none = NewSession(new ToolChoice(ToolChoiceMode.None), Weather);
+        var a = auto.Send("Tell me a story", NullEngineEvents.Instance, default);
+        var b = none.Send("Tell me a story", NullEngineEvents.Instance, default);
+        Assert.DoesNotContain("<tool_call>", b.Text);
+        Assert.Equal(b.Text, a.Text);
+        Assert.Empty(a.ToolCalls);
+        Assert.True(a.CompletionTokens > 5);
+    }
+
+    [Fact]
     public void ToolChoiceAndDefinitionsAreChecked()
     {
         using var session = NewSession(ToolChoice.Auto, Weather);

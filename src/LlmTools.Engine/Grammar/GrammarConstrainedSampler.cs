@@ -203,13 +203,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
     {
         var logits = context.GetLogitsIth(logitIndex);
         int n = logits.Length;
-        Fill(logits);
+        List<int>? refused = null;
         for (int attempt = 0; ; attempt++)
         {
-            if (_scratch.Length < n) _scratch = new LLamaTokenData[n];
-            _candidates.AsSpan(0, n).CopyTo(_scratch);
+            Fill(logits);
+            if (refused is not null)
+                foreach (var id in refused) _candidates[id].Logit = float.NegativeInfinity;
             LLamaToken token;
-            var arr = new LLamaTokenDataArray(_scratch.AsMemory(0, n), false);
+            var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
             using (LLamaTokenDataArrayNative.Create(arr, out var native))
             {
                 _cut.Apply(ref native);
@@ -217,15 +218,17 @@ public sealed class GrammarConstrainedSampler : IDisposable
                 token = Selected(ref native);
             }
             if (!Overshoots(token)) return Verified(token);
-            // Rare (a token ending a trigger with more text after it): refuse it; after a few, refuse every such token at once.
-            if (attempt < 4) _candidates[(int)token].Logit = float.NegativeInfinity;
+            // Rare (a token that runs past a trigger into text the grammar refuses): refuse it and pick again; after a
+            // few, refuse every such token at once.
+            refused ??= [];
+            if (attempt < 4) refused.Add((int)token);
             else if (attempt == 4)
             {
                 for (int i = 0; i < n; i++)
-                    if (Overshoots(i)) _candidates[i].Logit = float.NegativeInfinity;
+                    if (Overshoots(i)) refused.Add(i);
             }
             else throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
-                "Every likely token would run past the tool-call trigger; the sampler found nothing to pick.");
+                "Every likely token would run past the tool-call trigger into text its grammar refuses; the sampler found nothing to pick.");
         }
     }
 
