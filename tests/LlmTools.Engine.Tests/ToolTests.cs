@@ -153,9 +153,11 @@ public class ToolTests
         var options = new CompletionOptions { Temperature = 0, RepeatPenalty = 1, MaxTokens = 30 };
         var context = new ContextOptions { Threads = 1, ContextSize = 256 };
         var free = CompletionEngine.Complete(lease, "Once upon a time", options, context, NullEngineEvents.Instance, default);
-        // A word of five or more letters the model wrote, at its first occurrence.
+        // A word of five or more letters the model wrote, at its first occurrence, that is one token of the vocabulary
+        // (so that a trigger of its first letters ends inside a token, and the token's rest goes to the grammar).
         var word = System.Text.RegularExpressions.Regex.Matches(free.Text, " [A-Za-z]{5,}\\b")
-            .First(m => free.Text.IndexOf(m.Value, StringComparison.Ordinal) == m.Index);
+            .First(m => free.Text.IndexOf(m.Value, StringComparison.Ordinal) == m.Index
+                        && CompletionEngine.Tokenize(lease, m.Value[1..], addSpecial: false).Pieces is [var piece] && piece == m.Value);
         var trigger = midToken ? word.Value[..3] : word.Value;
         var rest = midToken ? word.Value[3..] : "";
         var lazy = LazyGrammar.Make($"root ::= \"{rest} [done]\"", [trigger]);
