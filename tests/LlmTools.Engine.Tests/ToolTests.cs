@@ -121,6 +121,32 @@ public class ToolTests
         Assert.True(a.CompletionTokens > 5);
     }
 
+    private sealed class Warnings : IEngineEvents
+    {
+        public List<string> Seen { get; } = [];
+        public void Progress(string activity, string status, double fraction) { }
+        public void Text(string chunk) { }
+        public void Verbose(string message) { }
+        public void Warning(string message) => Seen.Add(message);
+    }
+
+    [Fact]
+    public void ATemplateThatDoesNotShowTheToolsIsAWarning()
+    {
+        var path = TinyChatModel.Write(TestFiles.NewPath("plain-chatml.gguf")); // ChatML that ignores 'tools'
+        var lease = ModelCache.Instance.Acquire(path, new ModelLoadOptions(), NullEngineEvents.Instance, default);
+        using var session = new ChatSession(lease, ChatFormat.ForModel(lease, null, NullEngineEvents.Instance), null, Greedy with { MaxTokens = 4 },
+            new ContextOptions { Threads = 1, ContextSize = 512 }, NullEngineEvents.Instance) { Tools = [Weather], ToolChoice = new ToolChoice(ToolChoiceMode.None) };
+        var events = new Warnings();
+        session.Send("Hi", events, default);
+        Assert.Contains(events.Seen, w => w.Contains("does not show tools", StringComparison.Ordinal));
+        // The tools template shows them: no warning.
+        using var shown = NewSession(new ToolChoice(ToolChoiceMode.None), Weather);
+        var quiet = new Warnings();
+        shown.Send("Hi", quiet, default);
+        Assert.Empty(quiet.Seen);
+    }
+
     [Fact]
     public void ToolChoiceAndDefinitionsAreChecked()
     {

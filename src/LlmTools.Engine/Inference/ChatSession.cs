@@ -76,6 +76,7 @@ public sealed class ChatSession : IDisposable
         }
     }
     private IReadOnlyList<ToolDefinition> _tools = [];
+    private IReadOnlyList<ToolDefinition>? _toolsChecked; // the tools whose rendering was checked (once per set)
 
     /// <summary>Auto (the model decides), Required (its first reply to each message is a call), None, or one tool's name.</summary>
     public ToolChoice ToolChoice
@@ -188,6 +189,13 @@ public sealed class ChatSession : IDisposable
         }
         var options = (adjust is null ? Options : adjust(Options)) with { AddBos = Format.AddBos(prompt) };
         if (adjust is not null) CompletionEngine.ValidateOptions(options);
+        if (tools is not null && !ReferenceEquals(_toolsChecked, _tools))
+        {
+            // A template that ignores 'tools' would leave the model calling tools it was never shown.
+            _toolsChecked = _tools;
+            if (Format.Render(_messages, addGenerationPrompt: true, cancellationToken: cancel) == prompt)
+                events.Warning("The chat template does not show tools to the model (it ignores the 'tools' variable): give -Template with one that renders them.");
+        }
         if (tools is not null && choice != ToolChoiceMode.None)
         {
             if (options.Grammar is not null)
