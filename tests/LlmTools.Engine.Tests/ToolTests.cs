@@ -225,6 +225,9 @@ public class ToolTests
         { ToolCallFamily.QwenXml, "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n2\n</parameter>\n</function>\n</tool_call>", "" },
         { ToolCallFamily.Glm, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>days</arg_key><arg_value>2</arg_value></tool_call>", "" },
         { ToolCallFamily.Functionary, "<function=get_weather>{\"city\": \"Paris\", \"days\": 2}</function>", "" },
+        { ToolCallFamily.Kimi, "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\", \"days\": 2}<|tool_call_end|><|tool_calls_section_end|>", "" },
+        // Kimi's markers are control tokens: the reply's text may show only what is between them.
+        { ToolCallFamily.Kimi, "Sure.functions.get_weather:0{\"city\": \"Paris\", \"days\": 2}", "Sure." },
     };
 
     [Theory]
@@ -271,6 +274,7 @@ public class ToolTests
     [InlineData("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", ToolCallFamily.QwenXml)]
     [InlineData("GLM-4.7-Flash", ToolCallFamily.Glm)]
     [InlineData("meetkai-functionary-medium-v3.1", ToolCallFamily.Functionary)]
+    [InlineData("moonshotai-Kimi-K2", ToolCallFamily.Kimi)]
     public void TheSharedTemplatesCallsRoundTrip(string template, ToolCallFamily family)
     {
         Skip.If(TemplatesFolder is null, "../shared/templates is absent (a fresh clone)");

@@ -26,6 +26,8 @@ public enum ToolCallFamily
     Glm,
     /// <summary>Functionary v3.1: &lt;function=name&gt;{...}&lt;/function&gt;.</summary>
     Functionary,
+    /// <summary>Kimi K2: &lt;|tool_calls_section_begin|&gt;&lt;|tool_call_begin|&gt;functions.name:0&lt;|tool_call_argument_begin|&gt;{...}&lt;|tool_call_end|&gt;...</summary>
+    Kimi,
 }
 
 /// <summary>What a reply holds: its text besides the calls, and the calls.</summary>
@@ -49,6 +51,7 @@ public sealed partial class ToolCallFormat
         ToolCallFamily.MistralArgs or ToolCallFamily.MistralJson => "[TOOL_CALLS]",
         ToolCallFamily.Apriel => "<tool_calls>",
         ToolCallFamily.Functionary => "<function=",
+        ToolCallFamily.Kimi => "<|tool_calls_section_begin|>",
         _ => "<tool_call>",
     };
 
@@ -57,7 +60,8 @@ public sealed partial class ToolCallFormat
     {
         var s = templateSource ?? "";
         var family =
-            s.Contains("[TOOL_CALLS]", StringComparison.Ordinal) ? (s.Contains("[ARGS]", StringComparison.Ordinal) ? ToolCallFamily.MistralArgs : ToolCallFamily.MistralJson)
+            s.Contains("<|tool_calls_section_begin|>", StringComparison.Ordinal) ? ToolCallFamily.Kimi
+            : s.Contains("[TOOL_CALLS]", StringComparison.Ordinal) ? (s.Contains("[ARGS]", StringComparison.Ordinal) ? ToolCallFamily.MistralArgs : ToolCallFamily.MistralJson)
             : s.Contains("<tool_calls>", StringComparison.Ordinal) ? ToolCallFamily.Apriel
             : s.Contains("<function=", StringComparison.Ordinal) && s.Contains("<parameter=", StringComparison.Ordinal) ? ToolCallFamily.QwenXml
             : s.Contains("<arg_key>", StringComparison.Ordinal) ? ToolCallFamily.Glm
@@ -122,6 +126,10 @@ public sealed partial class ToolCallFormat
                 return "\"[\" call ( \", \" call )* \"]</tool_calls>\"";
             case ToolCallFamily.Functionary:
                 return Alternatives((t, i) => L(t.Name + ">") + " " + Args(i)) + " \"</function>\"";
+            case ToolCallFamily.Kimi:
+                Rule(rules, "call", "\"<|tool_call_begin|>functions.\" " + Alternatives((t, i) =>
+                    L(t.Name + ":") + " [0-9]{1,3} \"<|tool_call_argument_begin|>\" " + Args(i)) + " \"<|tool_call_end|>\"");
+                return "call+ \"<|tool_calls_section_end|>\"";
             case ToolCallFamily.QwenXml:
                 Rule(rules, "call", "\"\\n<function=\" " + Alternatives((t, i) =>
                     L(t.Name + ">\n") + " " + Params(rules, t, i, (k, v) => $"{L("<parameter=" + k + ">\n")} {v} {L("\n</parameter>\n")}"))
@@ -287,6 +295,28 @@ public sealed partial class ToolCallFormat
             case ToolCallFamily.Functionary:
                 content = Remove(text, FunctionaryBlock(), m => JsonArgs(m.Groups[1].Value.Trim(), m.Groups[2].Value, calls));
                 break;
+            case ToolCallFamily.Kimi:
+            {
+                // The markers are control tokens in Kimi's vocabulary, which the text may not show: the calls are read
+                // from "functions.name:N" and the JSON after it.
+                var found = new List<LlmToolCall>();
+                int first = -1, end = 0;
+                foreach (Match m in KimiCall().Matches(text))
+                {
+                    if (m.Index < end) continue;
+                    if (ReadJson(text, m.Index + m.Length) is not { } json || !JsonArgs(m.Groups[1].Value, json.Text, found)) break;
+                    if (first < 0) first = m.Index;
+                    end = json.End;
+                }
+                if (found.Count > 0)
+                {
+                    calls.AddRange(found);
+                    var before = text[..first];
+                    int section = before.IndexOf(Trigger, StringComparison.Ordinal);
+                    content = (section >= 0 ? before[..section] : before).Replace("<|tool_call_begin|>", "", StringComparison.Ordinal).Trim();
+                }
+                break;
+            }
             case ToolCallFamily.QwenXml:
                 content = Remove(text, QwenXmlBlock(), m => XmlCall(m.Groups[1].Value.Trim(),
                     QwenXmlParameter().Matches(m.Groups[2].Value).Select(p => (p.Groups[1].Value.Trim(), p.Groups[2].Value)), tools, calls));
@@ -301,6 +331,8 @@ public sealed partial class ToolCallFormat
 
     [GeneratedRegex(@"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|\z)", RegexOptions.Singleline)]
     private static partial Regex HermesBlock();
+    [GeneratedRegex(@"functions\.([A-Za-z0-9_.\-]+):\d+\s*(?:<\|tool_call_argument_begin\|>)?")]
+    private static partial Regex KimiCall();
     [GeneratedRegex(@"<tool_calls>\s*(\[.*?\])\s*(?:</tool_calls>|\z)", RegexOptions.Singleline)]
     private static partial Regex AprielBlock();
     [GeneratedRegex(@"<function=([^>\n]+)>\s*(\{.*?\})\s*(?:</function>|\z)", RegexOptions.Singleline)]
