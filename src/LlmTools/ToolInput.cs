@@ -312,8 +312,9 @@ internal sealed class ToolSet
             output = cmdlet.InvokeCommand.InvokeScript("param($__tool, $__arguments) & $__tool @__arguments 2>&1", true,
                 System.Management.Automation.Runspaces.PipelineResultTypes.None, null, runner, call.Arguments);
         }
-        catch (Exception e) when (e is RuntimeException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is RuntimeException or ArgumentException or InvalidOperationException && e is not PipelineStoppedException)
         {
+            // (Ctrl+C while a tool runs stops the command, as it would anywhere else.)
             var message = e is ActionPreferenceStopException { ErrorRecord: { } r } ? r.ToString() : e.Message;
             return new LlmToolResult { Call = call, Content = "Error: " + message, Succeeded = false };
         }
