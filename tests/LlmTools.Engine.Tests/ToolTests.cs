@@ -226,6 +226,8 @@ public class ToolTests
         { ToolCallFamily.Glm, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>days</arg_key><arg_value>2</arg_value></tool_call>", "" },
         { ToolCallFamily.Functionary, "<function=get_weather>{\"city\": \"Paris\", \"days\": 2}</function>", "" },
         { ToolCallFamily.Kimi, "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\", \"days\": 2}<|tool_call_end|><|tool_calls_section_end|>", "" },
+        { ToolCallFamily.Pythonic, "<|tool_call_start|>[get_weather(city='Paris', days=2)]<|tool_call_end|>", "" },
+        { ToolCallFamily.Pythonic, "[get_weather(city='Paris', days=2)]", "" },
         // Kimi's markers are control tokens: the reply's text may show only what is between them.
         { ToolCallFamily.Kimi, "Sure.functions.get_weather:0{\"city\": \"Paris\", \"days\": 2}", "Sure." },
     };
@@ -240,6 +242,23 @@ public class ToolTests
         Assert.Equal("Paris", call.Arguments["city"]);
         Assert.Equal(2L, call.Arguments["days"]);
         Assert.Equal(content, parsed.Content);
+    }
+
+    [Fact]
+    public void PythonCallsReadTheirLiterals()
+    {
+        var parsed = ToolCallFormat.Of(ToolCallFamily.Pythonic).Parse(
+            "<|tool_call_start|>[get_weather(city='it's Paris', days=2), get_time(), f(a=[1, 'x', True], b={\"k\": null}, c=-1.5, d=None)]<|tool_call_end|>", [Weather, Clock]);
+        Assert.Equal(["get_weather", "get_time", "f"], parsed.Calls.Select(c => c.Name));
+        Assert.Equal("it's Paris", parsed.Calls[0].Arguments["city"]);
+        Assert.Equal("""{"a":[1,"x",true],"b":{"k":null},"c":-1.5,"d":null}""", parsed.Calls[2].ArgumentsJson);
+        // Optional arguments: ", " only between those written.
+        var g = ToolCallFormat.Of(ToolCallFamily.Pythonic).Grammar([ToolDefinition.Create("o", null,
+            """{"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"integer"},"c":{"type":"string"}},"required":["b"]}""")], true);
+        GbnfGrammar.Parse(g);
+        Assert.Contains("t0-args0-f ::= ( \"a=\" ( \"True\" | \"False\" ) t0-args1-n ) | ( t0-args1-f )", g);
+        Assert.Contains("t0-args1-n ::= \", \" \"b=\"", g);
+        Assert.Contains("t0-args2-n ::= ( \", \" \"c=\" \"'\" [^'\\n]* \"'\" )?", g);
     }
 
     [Fact]
@@ -275,6 +294,7 @@ public class ToolTests
     [InlineData("GLM-4.7-Flash", ToolCallFamily.Glm)]
     [InlineData("meetkai-functionary-medium-v3.1", ToolCallFamily.Functionary)]
     [InlineData("moonshotai-Kimi-K2", ToolCallFamily.Kimi)]
+    [InlineData("LFM2.5-8B-A1B", ToolCallFamily.Pythonic)]
     public void TheSharedTemplatesCallsRoundTrip(string template, ToolCallFamily family)
     {
         Skip.If(TemplatesFolder is null, "../shared/templates is absent (a fresh clone)");

@@ -26,6 +26,8 @@ public enum ToolCallFamily
     Glm,
     /// <summary>Functionary v3.1: &lt;function=name&gt;{...}&lt;/function&gt;.</summary>
     Functionary,
+    /// <summary>LFM2/LFM2.5: &lt;|tool_call_start|&gt;[name(key='value', n=2)]&lt;|tool_call_end|&gt; (Python call syntax).</summary>
+    Pythonic,
     /// <summary>Kimi K2: &lt;|tool_calls_section_begin|&gt;&lt;|tool_call_begin|&gt;functions.name:0&lt;|tool_call_argument_begin|&gt;{...}&lt;|tool_call_end|&gt;...</summary>
     Kimi,
 }
@@ -52,6 +54,7 @@ public sealed partial class ToolCallFormat
         ToolCallFamily.Apriel => "<tool_calls>",
         ToolCallFamily.Functionary => "<function=",
         ToolCallFamily.Kimi => "<|tool_calls_section_begin|>",
+        ToolCallFamily.Pythonic => "<|tool_call_start|>",
         _ => "<tool_call>",
     };
 
@@ -61,6 +64,7 @@ public sealed partial class ToolCallFormat
         var s = templateSource ?? "";
         var family =
             s.Contains("<|tool_calls_section_begin|>", StringComparison.Ordinal) ? ToolCallFamily.Kimi
+            : s.Contains("<|tool_call_start|>", StringComparison.Ordinal) ? ToolCallFamily.Pythonic
             : s.Contains("[TOOL_CALLS]", StringComparison.Ordinal) ? (s.Contains("[ARGS]", StringComparison.Ordinal) ? ToolCallFamily.MistralArgs : ToolCallFamily.MistralJson)
             : s.Contains("<tool_calls>", StringComparison.Ordinal) ? ToolCallFamily.Apriel
             : s.Contains("<function=", StringComparison.Ordinal) && s.Contains("<parameter=", StringComparison.Ordinal) ? ToolCallFamily.QwenXml
@@ -126,6 +130,9 @@ public sealed partial class ToolCallFormat
                 return "\"[\" call ( \", \" call )* \"]</tool_calls>\"";
             case ToolCallFamily.Functionary:
                 return Alternatives((t, i) => L(t.Name + ">") + " " + Args(i)) + " \"</function>\"";
+            case ToolCallFamily.Pythonic:
+                Rule(rules, "call", Alternatives((t, i) => L(t.Name + "(") + " " + PythonArgs(rules, t, i) + " \")\""));
+                return "\"[\" call ( \", \" call )* \"]<|tool_call_end|>\"";
             case ToolCallFamily.Kimi:
                 Rule(rules, "call", "\"<|tool_call_begin|>functions.\" " + Alternatives((t, i) =>
                     L(t.Name + ":") + " [0-9]{1,3} \"<|tool_call_argument_begin|>\" " + Args(i)) + " \"<|tool_call_end|>\"");
@@ -180,6 +187,39 @@ public sealed partial class ToolCallFormat
         var name = $"t{i}-params";
         rules.Append(name).Append(" ::= ").Append(string.Join(" ", parts)).Append('\n');
         return name;
+    }
+
+    /// <summary>
+    /// Python keyword arguments in the schema's order (required ones always, others optional, ", " between those
+    /// present): strings in single quotes (anything but a quote or a line break), booleans True/False, numbers, objects
+    /// and arrays as JSON (which Python's literal syntax reads too).
+    /// </summary>
+    private static string PythonArgs(StringBuilder rules, ToolDefinition tool, int i)
+    {
+        var props = (tool.Parameters["properties"] as JsonObject ?? []).ToList();
+        var required = (tool.Parameters["required"] as JsonArray)?.Select(x => x?.GetValue<string>()).ToHashSet() ?? [];
+        var parts = new List<string>();
+        for (int j = 0; j < props.Count; j++)
+        {
+            var (key, schema) = props[j];
+            string value = StringEnum(schema) is { } names ? "( " + string.Join(" | ", names.Select(n => JsonSchemaGrammar.Literal("'" + n + "'"))) + " )"
+                : IsString(schema) ? "\"'\" [^'\\n]* \"'\""
+                : schema is JsonObject o && o["type"] is JsonValue t && t.GetValueKind() == JsonValueKind.String && t.GetValue<string>() == "boolean" ? "( \"True\" | \"False\" )"
+                : AddSchema(rules, schema, $"t{i}-p{j}-");
+            parts.Add(JsonSchemaGrammar.Literal(key + "=") + " " + value);
+        }
+        if (parts.Count == 0) return "\"\"";
+        // args{k}-f / args{k}-n: the arguments from k on, when none / some was written before (then ", " first).
+        for (int k = parts.Count - 1; k >= 0; k--)
+            foreach (var first in new[] { true, false })
+            {
+                string Next(bool f) => k + 1 < parts.Count ? $" t{i}-args{k + 1}-{(f ? "f" : "n")}" : "";
+                var present = (first ? "" : "\", \" ") + parts[k] + Next(false);
+                var body = required.Contains(props[k].Key) ? present
+                    : k + 1 < parts.Count ? $"( {present} ) | ( {Next(first).Trim()} )" : $"( {present} )?";
+                Rule(rules, $"t{i}-args{k}-{(first ? "f" : "n")}", body);
+            }
+        return $"t{i}-args0-f";
     }
 
     /// <summary>
@@ -295,6 +335,19 @@ public sealed partial class ToolCallFormat
             case ToolCallFamily.Functionary:
                 content = Remove(text, FunctionaryBlock(), m => JsonArgs(m.Groups[1].Value.Trim(), m.Groups[2].Value, calls));
                 break;
+            case ToolCallFamily.Pythonic:
+            {
+                // [name(key=value, ...), ...], after <|tool_call_start|> (a control token the text may not show).
+                int at = text.IndexOf(Trigger, StringComparison.Ordinal);
+                var rest = at >= 0 ? text[(at + Trigger.Length)..] : text.TrimStart();
+                var found = new List<LlmToolCall>();
+                if (PythonCalls(rest, tools, found, marked: at >= 0))
+                {
+                    calls.AddRange(found);
+                    content = at >= 0 ? text[..at].Trim() : "";
+                }
+                break;
+            }
             case ToolCallFamily.Kimi:
             {
                 // The markers are control tokens in Kimi's vocabulary, which the text may not show: the calls are read
@@ -426,6 +479,131 @@ public sealed partial class ToolCallFormat
         }
         return calls.Count > 0;
     }
+
+    /// <summary>[name(key=value, ...), ...]: Python call syntax with literal values; without the marker, only these tools' names count.</summary>
+    private static bool PythonCalls(string text, IReadOnlyList<ToolDefinition> tools, List<LlmToolCall> calls, bool marked)
+    {
+        int i = 0;
+        Skip(text, ref i);
+        if (i >= text.Length || text[i] != '[') return false;
+        i++;
+        var found = new List<LlmToolCall>();
+        while (true)
+        {
+            Skip(text, ref i);
+            int start = i;
+            while (i < text.Length && (char.IsAsciiLetterOrDigit(text[i]) || text[i] is '_' or '.' or '-')) i++;
+            var name = text[start..i];
+            if (name.Length == 0 || i >= text.Length || text[i] != '(') return false;
+            if (!marked && !tools.Any(t => t.Name == name)) return false;
+            i++;
+            var args = new JsonObject();
+            Skip(text, ref i);
+            while (i < text.Length && text[i] != ')')
+            {
+                start = i;
+                while (i < text.Length && (char.IsAsciiLetterOrDigit(text[i]) || text[i] == '_')) i++;
+                var key = text[start..i];
+                Skip(text, ref i);
+                if (key.Length == 0 || i >= text.Length || text[i] != '=') return false;
+                i++;
+                if (!PythonValue(text, ref i, topLevel: true, out var value)) return false;
+                args[key] = value;
+                Skip(text, ref i);
+                if (i < text.Length && text[i] == ',') { i++; Skip(text, ref i); }
+            }
+            if (i >= text.Length) return false;
+            i++; // ')'
+            found.Add(new LlmToolCall(NewId(), name, args.ToJsonString()));
+            Skip(text, ref i);
+            if (i < text.Length && text[i] == ',') { i++; continue; }
+            if (i < text.Length && text[i] == ']') break;
+            return false;
+        }
+        calls.AddRange(found);
+        return true;
+    }
+
+    private static void Skip(string s, ref int i)
+    {
+        while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
+    }
+
+    /// <summary>A Python (or JSON) literal: quoted strings, numbers, True/False/None (true/false/null), lists, dicts.</summary>
+    private static bool PythonValue(string s, ref int i, bool topLevel, out JsonNode? value)
+    {
+        value = null;
+        Skip(s, ref i);
+        if (i >= s.Length) return false;
+        char c = s[i];
+        if (c is '\'' or '"')
+        {
+            // The templates write strings unescaped ('...'): at the top level a quote ends the string only before , or ).
+            var sb = new StringBuilder();
+            for (int j = i + 1; j < s.Length; j++)
+            {
+                if (s[j] == '\\' && j + 1 < s.Length && !topLevel) { sb.Append(s[++j]); continue; }
+                if (s[j] == c)
+                {
+                    int k = j + 1;
+                    Skip(s, ref k);
+                    if (!topLevel || k >= s.Length || s[k] is ',' or ')')
+                    {
+                        i = j + 1;
+                        value = JsonValue.Create(sb.ToString());
+                        return true;
+                    }
+                }
+                sb.Append(s[j]);
+            }
+            return false;
+        }
+        if (c == '[' || c == '{')
+        {
+            char close = c == '[' ? ']' : '}';
+            var node = c == '[' ? (JsonNode)new JsonArray() : new JsonObject();
+            i++;
+            Skip(s, ref i);
+            while (i < s.Length && s[i] != close)
+            {
+                if (node is JsonObject o)
+                {
+                    if (!PythonValue(s, ref i, false, out var key) || key is not JsonValue kv || kv.GetValueKind() != JsonValueKind.String) return false;
+                    Skip(s, ref i);
+                    if (i >= s.Length || s[i] != ':') return false;
+                    i++;
+                    if (!PythonValue(s, ref i, false, out var v)) return false;
+                    o[kv.GetValue<string>()] = v;
+                }
+                else
+                {
+                    if (!PythonValue(s, ref i, false, out var v)) return false;
+                    ((JsonArray)node).Add(v);
+                }
+                Skip(s, ref i);
+                if (i < s.Length && s[i] == ',') { i++; Skip(s, ref i); }
+            }
+            if (i >= s.Length) return false;
+            i++;
+            value = node;
+            return true;
+        }
+        var m = PythonScalar().Match(s, i);
+        if (!m.Success || m.Index != i) return false;
+        i += m.Length;
+        value = m.Value switch
+        {
+            "True" or "true" => JsonValue.Create(true),
+            "False" or "false" => JsonValue.Create(false),
+            "None" or "null" => null,
+            var n when long.TryParse(n, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long l) => JsonValue.Create(l),
+            var n => JsonValue.Create(double.Parse(n, System.Globalization.CultureInfo.InvariantCulture)),
+        };
+        return true;
+    }
+
+    [GeneratedRegex(@"True|False|None|true|false|null|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")]
+    private static partial Regex PythonScalar();
 
     /// <summary>XML-style arguments: a value is a string when the schema says string (or the text is not JSON), else JSON.</summary>
     private static bool XmlCall(string name, IEnumerable<(string Key, string Value)> arguments, IReadOnlyList<ToolDefinition> tools, List<LlmToolCall> calls)
