@@ -19,8 +19,10 @@ public static class LazyGrammar
         if (list.Count == 0 || list.Any(string.IsNullOrEmpty))
             throw new ArgumentException("A lazy grammar needs at least one non-empty trigger.", nameof(triggers));
         // JSON-escaped, so a trigger with a line break cannot end its comment line.
-        return string.Concat(list.Select(t => Directive + JsonSerializer.Serialize(t) + "\n")) + gbnf;
+        return string.Concat(list.Select(t => Directive + JsonSerializer.Serialize(t, Readable) + "\n")) + gbnf;
     }
+
+    private static readonly JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>The triggers of a lazy grammar; empty for an ordinary one.</summary>
     public static IReadOnlyList<string> Triggers(string gbnf)
