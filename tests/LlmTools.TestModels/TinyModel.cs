@@ -32,6 +32,19 @@ public static class TinyChatModel
         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}" +
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+    /// <summary>ChatML with Qwen2.5's tool block and its rendering of tool calls and tool results (written here, not copied).</summary>
+    public const string HermesToolsTemplate =
+        "{%- if tools %}<|im_start|>system\n{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}" +
+        "# Tools\n<tools>\n{%- for tool in tools %}\n{{ tool | tojson }}\n{%- endfor %}\n</tools>\n" +
+        "Call a function like this:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" +
+        "{%- elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n{%- endif %}\n" +
+        "{%- for message in messages %}{%- if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}" +
+        "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n" +
+        "{%- elif message.role == 'assistant' %}<|im_start|>assistant{% if message.content %}\n{{ message.content }}{% endif %}" +
+        "{%- for tc in message.tool_calls %}\n<tool_call>\n{\"name\": \"{{ tc.function.name }}\", \"arguments\": {{ tc.function.arguments | tojson }}}\n</tool_call>{%- endfor %}<|im_end|>\n" +
+        "{%- elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n{%- endif %}{%- endfor %}" +
+        "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}";
+
     public static TinyModelOptions Options(int seed = 1234) => new()
     {
         Seed = seed,

@@ -18,6 +18,13 @@ namespace LlmTools.Engine.Grammar;
 /// result is checked for null; a token the grammar does not allow is never passed to llama.cpp's grammar accept
 /// (which aborts the process), so a dead end is an <see cref="LlmException"/>, not a crash.
 /// </para>
+/// <para>
+/// Lazy mode (a grammar made by <see cref="LazyGrammar.Make"/>): the text is free until one of the trigger strings (or a
+/// token that is one, such as a control token [TOOL_CALLS]) has been generated, and from there it must follow the
+/// grammar, which describes what comes after the trigger. A token that completes a trigger and carries text beyond it
+/// gives that text to the grammar, byte by byte (through the vocabulary's one-byte tokens); such a token is taken only
+/// when the grammar accepts its rest, so the text after the trigger always follows the grammar.
+/// </para>
 /// Not thread-safe: one sequence, one thread at a time.
 /// </summary>
 public sealed class GrammarConstrainedSampler : IDisposable
@@ -47,7 +54,16 @@ public sealed class GrammarConstrainedSampler : IDisposable
     private readonly byte[] _pending = new byte[8];
     private int _pendingLength;
 
-    private GrammarConstrainedSampler(SafeLlamaModelHandle model, SafeLLamaSamplerChainHandle grammar, SafeLLamaSamplerChainHandle chain, GbnfGrammar parsed)
+    // Lazy mode: the triggers (as UTF-8 and as single tokens), and the last bytes generated while waiting for one.
+    private readonly byte[][] _triggers = [];
+    private readonly HashSet<int> _triggerTokens = [];
+    private byte[] _recent = [];
+    private bool _awaiting;
+    /// <summary>For each byte, a token whose text is that one byte (-1: none); feeds a trigger token's rest to the grammar.</summary>
+    private int[] _byteTokens = [];
+
+    private GrammarConstrainedSampler(SafeLlamaModelHandle model, SafeLLamaSamplerChainHandle grammar, SafeLLamaSamplerChainHandle chain, GbnfGrammar parsed,
+        IReadOnlyList<string> triggers)
     {
         _model = model;
         _grammar = grammar;
@@ -67,7 +83,25 @@ public sealed class GrammarConstrainedSampler : IDisposable
         var vocab = model.Vocab;
         _eos = vocab.EOS ?? vocab.EOT;
         _pieces = Pieces.For(model);
+        if (triggers.Count > 0)
+        {
+            _awaiting = true;
+            _triggers = [.. triggers.Select(t => Encoding.UTF8.GetBytes(t))];
+            _byteTokens = new int[256];
+            Array.Fill(_byteTokens, -1);
+            for (int i = _pieces.Bytes.Length - 1; i >= 0; i--)
+                if (_pieces.Bytes[i].Length == 1 && !_pieces.EndOfGeneration[i]) _byteTokens[_pieces.Bytes[i][0]] = i;
+            foreach (var t in triggers)
+            {
+                // A trigger that is one token of the vocabulary (e.g. a control token, whose text the output does not show).
+                var ids = model.Tokenize(t, false, true, Encoding.UTF8);
+                if (ids.Length == 1) _triggerTokens.Add((int)ids[0]);
+            }
+        }
     }
+
+    /// <summary>Lazy mode: true until a trigger has been generated (the text is free until then).</summary>
+    public bool IsAwaitingTrigger => _awaiting;
 
     /// <summary>The grammar this sampler enforces.</summary>
     public GbnfGrammar Grammar { get; }
@@ -90,11 +124,12 @@ public sealed class GrammarConstrainedSampler : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(chain);
         var parsed = GbnfGrammar.Parse(gbnf, root);
+        var triggers = LazyGrammar.Triggers(gbnf);
         var grammar = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
         try
         {
             Native.AddGrammar(grammar, model, gbnf, root);
-            var sampler = new GrammarConstrainedSampler(model, grammar, chain, parsed);
+            var sampler = new GrammarConstrainedSampler(model, grammar, chain, parsed, triggers);
             if (ownsChain) chain.Dispose();
             return sampler;
         }
@@ -113,6 +148,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
     /// </summary>
     public LLamaToken Sample(SafeLLamaContextHandle context, int logitIndex)
     {
+        if (_awaiting) return SampleFree(context, logitIndex);
         var logits = context.GetLogitsIth(logitIndex);
         int n = logits.Length;
         _verified = null;
@@ -160,6 +196,129 @@ public sealed class GrammarConstrainedSampler : IDisposable
             token = Selected(ref native, requireAllowed: true);
         }
         return Verified(token);
+    }
+
+    /// <summary>Lazy mode before the trigger: the chain's own pick, except a token that would run past a trigger.</summary>
+    private LLamaToken SampleFree(SafeLLamaContextHandle context, int logitIndex)
+    {
+        var logits = context.GetLogitsIth(logitIndex);
+        int n = logits.Length;
+        List<int>? refused = null;
+        for (int attempt = 0; ; attempt++)
+        {
+            Fill(logits);
+            if (refused is not null)
+                foreach (var id in refused) _candidates[id].Logit = float.NegativeInfinity;
+            LLamaToken token;
+            var arr = new LLamaTokenDataArray(_candidates.AsMemory(0, n), false);
+            using (LLamaTokenDataArrayNative.Create(arr, out var native))
+            {
+                _cut.Apply(ref native);
+                _pick.Apply(ref native);
+                token = Selected(ref native);
+            }
+            if (!Overshoots(token)) return Verified(token);
+            // Rare (a token that runs past a trigger into text the grammar refuses): refuse it and pick again; after a
+            // few, refuse every such token at once.
+            refused ??= [];
+            if (attempt < 4) refused.Add((int)token);
+            else if (attempt == 4)
+            {
+                for (int i = 0; i < n; i++)
+                    if (Overshoots(i)) refused.Add(i);
+            }
+            else throw new LlmException("GrammarDeadEnd", LlmErrorKind.InvalidOperation,
+                "Every likely token would run past the tool-call trigger into text its grammar refuses; the sampler found nothing to pick.");
+        }
+    }
+
+    /// <summary>Where the earliest trigger completed by <paramref name="piece"/> ends in recent+piece; -1 when none.</summary>
+    private int TriggerEnd(ReadOnlySpan<byte> piece)
+    {
+        Span<byte> all = _recent.Length + piece.Length <= 512 ? stackalloc byte[_recent.Length + piece.Length] : new byte[_recent.Length + piece.Length];
+        _recent.CopyTo(all);
+        piece.CopyTo(all[_recent.Length..]);
+        int best = -1;
+        foreach (var t in _triggers)
+        {
+            // Only an occurrence that ends inside the new piece is new.
+            int from = Math.Max(0, _recent.Length - t.Length + 1);
+            int i = all[from..].IndexOf(t);
+            if (i < 0) continue;
+            int end = from + i + t.Length;
+            if (best < 0 || end < best) best = end;
+        }
+        return best < 0 ? -1 : best - _recent.Length;
+    }
+
+    /// <summary>A token that completes a trigger with text beyond it that the grammar does not accept.</summary>
+    private bool Overshoots(LLamaToken token)
+    {
+        int id = (int)token;
+        if (_triggerTokens.Contains(id) || (uint)id >= (uint)_pieces.Bytes.Length) return false;
+        var piece = _pieces.Bytes[id];
+        int end = piece.Length == 0 ? -1 : TriggerEnd(piece);
+        return end >= 0 && end < piece.Length && !FeedRest(piece.AsSpan(end), commit: false);
+    }
+
+    /// <summary>
+    /// Gives the grammar the bytes that follow a trigger inside one token, each as the one-byte token that spells it;
+    /// false (and nothing changed) when a byte has no such token or the grammar refuses it. Checked on a clone first:
+    /// llama.cpp aborts on a token its grammar refuses.
+    /// </summary>
+    private bool FeedRest(ReadOnlySpan<byte> rest, bool commit)
+    {
+        using var probe = SafeLLamaSamplerChainHandle.Create(LLamaSamplerChainParams.Default());
+        probe.AddClone(_grammar, 0);
+        foreach (var b in rest)
+        {
+            int t = _byteTokens[b];
+            if (t < 0) return false;
+            _single[0] = new LLamaTokenData(t, 1f, 0f);
+            var arr = new LLamaTokenDataArray(_single.AsMemory(), false);
+            using (LLamaTokenDataArrayNative.Create(arr, out var native))
+            {
+                probe.Apply(ref native);
+                if (float.IsNegativeInfinity(native.Data[0].Logit)) return false;
+            }
+            probe.Accept(t);
+        }
+        if (!commit) return true;
+        foreach (var b in rest)
+        {
+            _grammar.Accept(_byteTokens[b]);
+            AcceptedTokens++;
+        }
+        _pendingLength = Utf8.IncompleteTail(rest, out int tail);
+        rest[^tail..].CopyTo(_pending);
+        _pendingLength = tail;
+        return true;
+    }
+
+    /// <summary>Lazy mode before the trigger: the chain takes the token; the trigger, once complete, switches the grammar on.</summary>
+    private void AcceptFree(LLamaToken token)
+    {
+        _verified = null;
+        _cut.Accept(token);
+        _pick.Accept(token);
+        int id = (int)token;
+        var piece = (uint)id < (uint)_pieces.Bytes.Length ? _pieces.Bytes[id] : [];
+        int end = _triggerTokens.Contains(id) ? piece.Length : piece.Length == 0 ? -1 : TriggerEnd(piece);
+        if (end >= 0)
+        {
+            _awaiting = false;
+            _recent = [];
+            _pendingLength = 0;
+            if (end < piece.Length && !FeedRest(piece.AsSpan(end), commit: true))
+                throw new LlmException("GrammarRejectedToken", LlmErrorKind.InvalidOperation,
+                    $"Token {id} runs past the grammar's trigger with text the grammar refuses; it cannot be accepted.");
+            return;
+        }
+        int keep = _triggers.Max(t => t.Length) - 1;
+        var all = new byte[_recent.Length + piece.Length];
+        _recent.CopyTo(all, 0);
+        piece.CopyTo(all, _recent.Length);
+        _recent = all.Length <= keep ? all : all[^keep..];
     }
 
     private LLamaToken Verified(LLamaToken token)
@@ -243,6 +402,14 @@ public sealed class GrammarConstrainedSampler : IDisposable
     /// <summary>Advances the grammar and the chain past <paramref name="token"/> (which the grammar must allow).</summary>
     public void Accept(LLamaToken token)
     {
+        if (_awaiting)
+        {
+            if (_verified != token && Overshoots(token))
+                throw new LlmException("GrammarRejectedToken", LlmErrorKind.InvalidOperation,
+                    $"Token {(int)token} runs past the grammar's trigger; it cannot be accepted.");
+            AcceptFree(token);
+            return;
+        }
         if (_verified != token && !Allows(token))
             throw new LlmException("GrammarRejectedToken", LlmErrorKind.InvalidOperation,
                 $"Token {(int)token} does not continue the grammar here; it cannot be accepted.");
@@ -267,7 +434,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
     /// (surrogates, code points above U+10FFFF and some overlong forms pass), which would put U+FFFD into the text and
     /// break length limits; and it matches a control token by its name, which the text does not show.
     /// </summary>
-    public bool Allows(LLamaToken token) => TextOk(token) && GrammarAllows(token);
+    public bool Allows(LLamaToken token) => _awaiting ? !Overshoots(token) : TextOk(token) && GrammarAllows(token);
 
     private bool TextOk(LLamaToken token)
     {
@@ -297,7 +464,7 @@ public sealed class GrammarConstrainedSampler : IDisposable
     /// True when the text so far is a complete sentence of the grammar (the model may end here). False when the model
     /// has no end-of-text token to ask with.
     /// </summary>
-    public bool IsComplete => _eos is { } eos && Allows(eos);
+    public bool IsComplete => _awaiting || (_eos is { } eos && Allows(eos));
 
     private void Fill(ReadOnlySpan<float> logits)
     {

@@ -12,8 +12,25 @@ internal sealed class ChatHistory
 
     public List<LlmChatMessage> Messages => _messages;
 
-    /// <summary>Exchanges so far (user messages answered).</summary>
-    public int Turns => _messages.Count(m => m.Role == "assistant");
+    /// <summary>Exchanges so far (user messages answered; tool-call rounds within one answer count once).</summary>
+    public int Turns
+    {
+        get
+        {
+            int turns = 0;
+            bool pending = true; // an assistant message before any user message (a loaded history) counts too
+            foreach (var m in _messages)
+            {
+                if (m.Role == "user") pending = true;
+                else if (m.Role == "assistant" && pending)
+                {
+                    turns++;
+                    pending = false;
+                }
+            }
+            return turns;
+        }
+    }
 
     public string? SystemPrompt
     {
@@ -63,6 +80,7 @@ internal sealed class ChatHistory
         }
         if (loaded is null || loaded.Any(m => m is null || string.IsNullOrEmpty(m.Role)))
             throw new LlmException("ChatHistoryInvalid", LlmErrorKind.InvalidData, "Every message needs a role and a content.");
+        foreach (var m in loaded) m.Content ??= ""; // OpenAI's "content": null beside tool_calls
         return loaded;
     }
 
@@ -74,6 +92,7 @@ internal sealed class ChatHistory
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
         WriteIndented = true,
         PropertyNameCaseInsensitive = true,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,

@@ -1,4 +1,5 @@
 using LlmTools.Engine.Inference;
+using LlmTools.Engine.Tools;
 
 namespace LlmTools.Engine;
 
@@ -54,6 +55,52 @@ public sealed class ChatSession : IDisposable
         set => _history.SystemPrompt = value;
     }
 
+    /// <summary>
+    /// Tools the model may call: the template shows them, a call is held to their schemas by a grammar, and a reply's
+    /// calls are in <see cref="LlmChatReply.ToolCalls"/>. Running them is the caller's: <see cref="SendToolResults"/>.
+    /// </summary>
+    public IReadOnlyList<ToolDefinition> Tools
+    {
+        get => _tools;
+        set
+        {
+            var tools = value ?? [];
+            if (tools.Count > 0 && Format.IsTranscript)
+                throw new LlmException("ToolsNeedChatTemplate", LlmErrorKind.InvalidArgument,
+                    $"'{Model}' has no chat template, so it cannot be shown tools: give -Template with one that renders 'tools'.");
+            var duplicate = tools.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
+            if (duplicate is not null)
+                throw new LlmException("ToolNameDuplicate", LlmErrorKind.InvalidArgument, $"Two tools are named '{duplicate.Key}'; tool names must differ.", duplicate.Key);
+            _tools = tools;
+            CheckChoice(ToolChoice, tools);
+        }
+    }
+    private IReadOnlyList<ToolDefinition> _tools = [];
+    private IReadOnlyList<ToolDefinition>? _toolsChecked; // the tools whose rendering was checked (once per set)
+
+    /// <summary>Auto (the model decides), Required (its first reply to each message is a call), None, or one tool's name.</summary>
+    public ToolChoice ToolChoice
+    {
+        get => _toolChoice;
+        set
+        {
+            CheckChoice(value ?? ToolChoice.Auto, _tools);
+            _toolChoice = value ?? ToolChoice.Auto;
+        }
+    }
+    private ToolChoice _toolChoice = ToolChoice.Auto;
+
+    /// <summary>How this model's template writes tool calls (recognised from the template's source).</summary>
+    public ToolCallFormat ToolFormat => _toolFormat ??= ToolCallFormat.For(Format.TemplateSource);
+    private ToolCallFormat? _toolFormat;
+
+    private static void CheckChoice(ToolChoice choice, IReadOnlyList<ToolDefinition> tools)
+    {
+        if (choice.Mode == ToolChoiceMode.Named && tools.Count > 0 && !tools.Any(t => t.Name == choice.Name))
+            throw new LlmException("ToolChoiceUnknown", LlmErrorKind.InvalidArgument,
+                $"-ToolChoice '{choice.Name}' is none of the tools ({string.Join(", ", tools.Select(t => t.Name))}), nor Auto, Required or None.", choice.Name);
+    }
+
     /// <summary>Sends a user message and returns the reply, which joins the conversation.</summary>
     /// <param name="trimHistory">Drop the oldest exchanges when the conversation no longer fits the context.</param>
     /// <param name="adjust">Changes the session's sampling options for this turn only (Invoke-LlmChat -Session -Temperature 0.2).</param>
@@ -67,7 +114,7 @@ public sealed class ChatSession : IDisposable
             _messages.Add(new LlmChatMessage("user", message));
             try
             {
-                return Answer(message, events, cancel, trimHistory, adjust);
+                return Answer(message, events, cancel, trimHistory, adjust, firstRound: true);
             }
             catch
             {
@@ -81,15 +128,55 @@ public sealed class ChatSession : IDisposable
         }
     }
 
-    private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory,
-        Func<CompletionOptions, CompletionOptions>? adjust)
+    /// <summary>
+    /// Gives the model the results of the tool calls of its last reply (as "tool" messages, in order) and returns its
+    /// next reply, which may call tools again. Required or a named -ToolChoice applies to the first reply to a message
+    /// only: after results the model decides (Auto), or it could never answer.
+    /// </summary>
+    public LlmChatReply SendToolResults(IReadOnlyList<LlmToolResult> results, IEngineEvents events, CancellationToken cancel,
+        bool trimHistory = false, Func<CompletionOptions, CompletionOptions>? adjust = null)
     {
+        ArgumentNullException.ThrowIfNull(results);
+        EnterBusy();
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var last = _messages.LastOrDefault();
+            if (last is not { Role: "assistant", ToolCalls.Count: > 0 })
+                throw new LlmException("NoToolCallsPending", LlmErrorKind.InvalidOperation,
+                    "The last reply called no tools, so there are no results to give; send a message instead.");
+            int count = _messages.Count;
+            foreach (var r in results)
+                _messages.Add(new LlmChatMessage("tool", r.Content) { ToolCallId = r.Call.Id, Name = r.Call.Name });
+            var message = _messages.LastOrDefault(m => m.Role == "user")?.Content ?? "";
+            try
+            {
+                return Answer(message, events, cancel, trimHistory, adjust, firstRound: false);
+            }
+            catch
+            {
+                _messages.RemoveRange(count, _messages.Count - count);
+                throw;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory,
+        Func<CompletionOptions, CompletionOptions>? adjust, bool firstRound)
+    {
+        var tools = _tools.Count == 0 ? null : _tools.Select(t => (object?)t.ToTemplateValue()).ToList();
+        var choice = _toolChoice.Mode;
+        if (!firstRound && choice is ToolChoiceMode.Required or ToolChoiceMode.Named) choice = ToolChoiceMode.Auto;
         var model = _lease.Model;
         string prompt;
         LLama.Native.LLamaToken[] tokens;
         while (true)
         {
-            var segments = Format.RenderSegments(_messages, addGenerationPrompt: true, cancellationToken: cancel);
+            var segments = Format.RenderSegments(_messages, addGenerationPrompt: true, tools, cancellationToken: cancel);
             prompt = segments.Text;
             tokens = Sequence.TokenizeChat(model, segments, Format.AddBos(prompt));
             int count = tokens.Length;
@@ -102,14 +189,36 @@ public sealed class ChatSession : IDisposable
         }
         var options = (adjust is null ? Options : adjust(Options)) with { AddBos = Format.AddBos(prompt) };
         if (adjust is not null) CompletionEngine.ValidateOptions(options);
+        if (tools is not null && !ReferenceEquals(_toolsChecked, _tools))
+        {
+            // A template that ignores 'tools' would leave the model calling tools it was never shown.
+            _toolsChecked = _tools;
+            if (Format.Render(_messages, addGenerationPrompt: true, cancellationToken: cancel) == prompt)
+                events.Warning("The chat template does not show tools to the model (it ignores the 'tools' variable): give -Template with one that renders them.");
+        }
+        if (tools is not null && choice != ToolChoiceMode.None)
+        {
+            if (options.Grammar is not null)
+                throw new LlmException("GrammarConflict", LlmErrorKind.InvalidArgument,
+                    "Tool calls are held to the tools' schemas by a grammar of their own: -JsonSchema or -Grammar cannot be given with tools (use -ToolChoice None).");
+            var callable = choice == ToolChoiceMode.Named ? _tools.Where(t => t.Name == _toolChoice.Name).ToList() : _tools;
+            options = options with { Grammar = ToolFormat.Grammar(callable, required: choice != ToolChoiceMode.Auto) };
+        }
         var sequence = new Sequence(model, "", prompt, options, ContextSize, _lease.TakeLoadDuration(), tokens);
         var result = model.Scheduler.Run(new ModelScheduler.Job(model.Scheduler, sequence, ContextSize, _threads, events, cancel) { Session = _sequence });
+        var text = Format.IsTranscript ? result.Text.Trim() : result.Text;
+        IReadOnlyList<LlmToolCall> calls = [];
+        if (tools is not null && choice != ToolChoiceMode.None && result.StopReason != LlmStopReason.Cancelled)
+        {
+            var parsed = ToolFormat.Parse(result.Text, _tools);
+            if (parsed.Calls.Count > 0) (text, calls) = (parsed.Content, parsed.Calls);
+        }
         if (result.StopReason != LlmStopReason.Cancelled || result.Text.Length > 0)
-            _messages.Add(new LlmChatMessage("assistant", Format.IsTranscript ? result.Text.Trim() : result.Text));
-        else
+            _messages.Add(new LlmChatMessage("assistant", text) { ToolCalls = calls.Count > 0 ? [.. calls] : null });
+        else if (firstRound)
             _messages.RemoveAt(_messages.Count - 1);
         TokensUsed = result.PromptTokens + result.CompletionTokens;
-        return LlmChatReply.From(result, message, Turns);
+        return LlmChatReply.From(result, message, Turns, text, calls);
     }
 
     /// <summary>Drops the oldest user message and the replies after it (the system prompt stays). False when nothing can go.</summary>

@@ -86,13 +86,46 @@ public sealed class ChatFormat
     {
         try
         {
-            var list = messages.Select((m, i) => (object?)new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = contents[i] }).ToList();
+            var list = messages.Select((m, i) => (object?)MessageValue(m, contents[i])).ToList();
             return _template!.Render(list, addGenerationPrompt, _variables, tools, now: now, cancellationToken: cancellationToken);
         }
         catch (TemplateException e)
         {
             throw new LlmException("ChatTemplateError", LlmErrorKind.InvalidOperation,
                 $"The model's chat template refused this conversation{AtLine(e)}: {e.Message}", messages.Count, e);
+        }
+    }
+
+    /// <summary>
+    /// A message as transformers gives it to a template: role and content, an assistant's tool_calls as
+    /// [{"id", "type": "function", "function": {"name", "arguments": {...}}}] (arguments as a mapping, which the
+    /// templates iterate or tojson), a tool result's tool_call_id and name.
+    /// </summary>
+    private static Dictionary<string, object?> MessageValue(LlmChatMessage m, string content)
+    {
+        var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = content };
+        if (m.ToolCalls is { Count: > 0 } calls)
+            d["tool_calls"] = calls.Select(c => (object?)new Dictionary<string, object?>
+            {
+                ["id"] = c.Id,
+                ["type"] = "function",
+                ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = ArgumentsValue(c.ArgumentsJson) },
+            }).ToList();
+        if (m.ToolCallId is not null) d["tool_call_id"] = m.ToolCallId;
+        if (m.Name is not null) d["name"] = m.Name;
+        return d;
+    }
+
+    private static object? ArgumentsValue(string json)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(json);
+            return doc.RootElement.Clone();
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return json;
         }
     }
 

@@ -19,7 +19,12 @@ namespace LlmTools.Commands;
 /// <code>'Hi', 'What did I just say?' | Invoke-LlmChat -Session $chat</code>
 /// <para>Two turns of one conversation.</para>
 /// </example>
-[Cmdlet(VerbsLifecycle.Invoke, "LlmChat", DefaultParameterSetName = ModelSet)]
+/// <example>
+/// <code>function Get-Weather { param([Parameter(Mandatory)][ValidateSet('Paris', 'Oslo')][string]$City) "Sunny in $City" }
+/// Invoke-LlmChat -Model Qwen/Qwen2.5-0.5B-Instruct-GGUF -Message 'Weather in Oslo?' -Tool (Get-Command Get-Weather) -InvokeTools -Confirm:$false</code>
+/// <para>The model may call Get-Weather (its arguments held to the command's parameters); the call runs, its output goes back to the model, and the reply that answers in text is written, with ToolResults.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Invoke, "LlmChat", DefaultParameterSetName = ModelSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(LlmChatReply))]
 public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
 {
@@ -47,7 +52,41 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
     [Parameter(ParameterSetName = ModelSet)]
     public string? Template { get; set; }
 
+    /// <summary>
+    /// Tools the model may call: commands (Get-Command results), script blocks with a param block (or
+    /// @{ Name = 'name'; ScriptBlock = { param(...) ... }; Description = '...' }), or JSON tool definitions in OpenAI's
+    /// shape ({"type": "function", "function": {"name", "description", "parameters"}}, as a string or a hashtable). A
+    /// command's parameters (one parameter set, common parameters left out) give the JSON schema of its arguments:
+    /// types, Mandatory, ValidateSet, ValidateRange, ValidateLength, ValidateCount and help text. With -Session, these
+    /// replace the session's tools for this call. The reply's ToolCalls holds the calls the model made.
+    /// </summary>
+    [Parameter]
+    public object[]? Tool { get; set; }
+
+    /// <summary>
+    /// Auto (default: the model decides; a call it starts is held to the tools' schemas), Required (its first reply to
+    /// each message must be a call), None (tools shown, never called), or a tool's name (that tool must be called).
+    /// </summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(ToolChoiceCompleter))]
+    public string? ToolChoice { get; set; }
+
+    /// <summary>
+    /// Runs the tool calls the model makes (each asks for confirmation unless -Confirm:$false; -WhatIf shows them and
+    /// stops), gives their results back to the model as tool messages, and goes on until it answers in text or
+    /// -MaxToolRounds is reached. A tool that throws becomes an error text for the model. The reply's ToolResults lists
+    /// what ran. Calls of tools given as JSON definitions are left to the script: the reply is written with them.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter InvokeTools { get; set; }
+
+    /// <summary>With -InvokeTools: rounds of tool calls at most for one message (default 5); beyond it, the last reply is written with a ToolRoundsExceeded error.</summary>
+    [Parameter]
+    [ValidateRange(1, 100)]
+    public int MaxToolRounds { get; set; } = 5;
+
     private ChatFormat? _format;
+    private ToolSet? _tools;
     private string _prefix = "";
 
     protected override void BeginProcessing()
@@ -64,10 +103,42 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         if (ParameterSetName == SessionSet && (Session is PSObject pso ? pso.BaseObject : Session) is not (ChatSession or RemoteChatSession))
             ThrowLlmError(new LlmException("ChatSessionInvalid", LlmErrorKind.InvalidArgument,
                 "-Session takes a session from New-LlmChatSession.", Session?.GetType().Name));
+        var remote = Remote is not null || (Session is PSObject rp ? rp.BaseObject : Session) is RemoteChatSession;
+        var toolParameter = new[] { "Tool", "ToolChoice", "InvokeTools" }.FirstOrDefault(MyInvocation.BoundParameters.ContainsKey);
+        if (remote && toolParameter is not null)
+            ThrowLlmError(new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                $"-{toolParameter} applies to local models only for now.", toolParameter));
+        try
+        {
+            if (Tool is { Length: > 0 }) _tools = ToolSet.From(Tool, this);
+            if (ToolChoice is not null) LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
+        }
+        catch (LlmException e)
+        {
+            ThrowLlmError(e);
+        }
     }
 
     protected override void ProcessRecord()
     {
+        if (ParameterSetName != SessionSet && _tools is not null && Remote is null)
+        {
+            // Tools need a conversation of several rounds: each message gets a session of its own (one at a time).
+            foreach (var m in Message)
+            {
+                if (Cancellation.IsCancellationRequested) return;
+                try
+                {
+                    using var session = OpenToolSession();
+                    Converse(session, m, _tools, null);
+                }
+                catch (LlmException e)
+                {
+                    WriteLlmError(e);
+                }
+            }
+            return;
+        }
         if (ParameterSetName != SessionSet)
         {
             Submit(Message);
@@ -81,20 +152,96 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         foreach (var m in Message)
         {
             if (Cancellation.IsCancellationRequested) return;
+            var session = (ChatSession)(Session is PSObject pso ? pso.BaseObject : Session)!;
+            var savedTools = session.Tools;
+            var savedChoice = session.ToolChoice;
             try
             {
-                var session = (ChatSession)(Session is PSObject pso ? pso.BaseObject : Session)!;
-                var adjust = TurnOptions(session);
-                var reply = RunEngine((events, cancel) => session.Send(m, events, cancel, TrimHistory, adjust), Stream);
-                if (Stream) Host.UI.WriteLine();
-                var shaped = Shape(reply, reply.Text, reply.StopReason, v => reply.Value = v);
-                if (shaped is not null) WriteObject(shaped);
+                var tools = _tools ?? ToolSet.Of(session);
+                if (_tools is not null)
+                {
+                    session.ToolChoice = LlmTools.Engine.Tools.ToolChoice.Auto;
+                    session.Tools = _tools.Definitions;
+                    if (savedChoice.Name is null || _tools.Knows(savedChoice.Name)) session.ToolChoice = savedChoice;
+                }
+                if (ToolChoice is not null) session.ToolChoice = LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
+                Converse(session, m, tools, TurnOptions(session));
             }
             catch (LlmException e)
             {
                 WriteLlmError(e);
             }
+            finally
+            {
+                session.ToolChoice = LlmTools.Engine.Tools.ToolChoice.Auto;
+                session.Tools = savedTools;
+                session.ToolChoice = savedChoice;
+            }
         }
+    }
+
+    private ChatSession OpenToolSession()
+    {
+        var path = ResolveModelPath();
+        var session = RunEngine((events, cancel) =>
+        {
+            var lease = ModelCache.Instance.Acquire(path, LoadOptions, events, cancel);
+            try
+            {
+                return new ChatSession(lease, ChatFormat.ForModel(lease, Template, events), SystemPrompt, Options, ContextOptions, events);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+        });
+        try
+        {
+            session.Tools = _tools!.Definitions;
+            if (ToolChoice is not null) session.ToolChoice = LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// One message and its answer: with -InvokeTools, the model's tool calls are run (each through ShouldProcess) and
+    /// their results sent back, round after round, until it answers in text, a call must be left to the script, or
+    /// -MaxToolRounds is reached.
+    /// </summary>
+    private void Converse(ChatSession session, string message, ToolSet? tools, Func<CompletionOptions, CompletionOptions>? adjust)
+    {
+        var reply = RunEngine((events, cancel) => session.Send(message, events, cancel, TrimHistory, adjust), Stream);
+        if (Stream) Host.UI.WriteLine();
+        var results = new List<LlmToolResult>();
+        int rounds = 0;
+        bool exceeded = false;
+        while (InvokeTools && tools is not null && reply.ToolCalls.Count > 0 && tools.CanRunAll(reply.ToolCalls))
+        {
+            if (rounds == MaxToolRounds)
+            {
+                exceeded = true;
+                break;
+            }
+            var round = tools.RunCalls(reply.ToolCalls, this, out bool whatIf);
+            if (whatIf || Cancellation.IsCancellationRequested) break; // shown, not run: the reply with its calls is the answer
+            results.AddRange(round);
+            rounds++;
+            reply = RunEngine((events, cancel) => session.SendToolResults(round, events, cancel, TrimHistory, adjust), Stream);
+            if (Stream) Host.UI.WriteLine();
+        }
+        reply.ToolResults = results;
+        var shaped = Shape(reply, reply.Text, reply.StopReason, v => reply.Value = v);
+        if (shaped is not null) WriteObject(shaped);
+        if (exceeded)
+            WriteLlmError(new LlmException("ToolRoundsExceeded", LlmErrorKind.LimitsExceeded,
+                $"The model was still calling tools after {MaxToolRounds} rounds of tool calls; the last reply (with its ToolCalls) was written. " +
+                "Raise -MaxToolRounds, or handle the calls in the script.", MaxToolRounds));
     }
 
     private void SendRemote(RemoteChatSession session)
@@ -211,4 +358,13 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
     };
 
     protected override object ResultFor(string input, LlmCompletionResult r) => LlmChatReply.From(r, input, 1);
+}
+
+/// <summary>Completes -ToolChoice: Auto, Required, None.</summary>
+public sealed class ToolChoiceCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        System.Management.Automation.Language.CommandAst commandAst, System.Collections.IDictionary fakeBoundParameters) =>
+        new[] { "Auto", "Required", "None" }.Where(c => c.StartsWith(wordToComplete ?? "", StringComparison.OrdinalIgnoreCase))
+            .Select(c => new CompletionResult(c));
 }

@@ -31,10 +31,28 @@ public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
     [Parameter]
     public object[]? History { get; set; }
 
+    /// <summary>
+    /// Tools the model may call in this conversation: commands (Get-Command results), script blocks with a param block
+    /// (or @{ Name = 'name'; ScriptBlock = { param(...) ... }; Description = '...' }), or JSON tool definitions in
+    /// OpenAI's shape (a string or a hashtable). A command's parameters give the JSON schema of its arguments. The
+    /// template shows them to the model; a call it makes is held to their schemas and comes back in the reply's
+    /// ToolCalls; Invoke-LlmChat -InvokeTools runs them.
+    /// </summary>
+    [Parameter]
+    public object[]? Tool { get; set; }
+
+    /// <summary>Auto (default), Required (the first reply to each message must be a tool call), None (tools shown, never called), or a tool's name.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(ToolChoiceCompleter))]
+    public string? ToolChoice { get; set; }
+
     protected override void EndProcessing()
     {
         try
         {
+            if (Remote is not null && (Tool is not null || ToolChoice is not null))
+                throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                    $"-{(Tool is not null ? "Tool" : "ToolChoice")} applies to local models only for now.", Tool is not null ? "Tool" : "ToolChoice");
             if (Remote is not null)
             {
                 var remote = new RemoteChatSession(Remote, Model, SystemPrompt, RemoteOptions);
@@ -48,10 +66,27 @@ public sealed class NewLlmChatSessionCommand : ChatSessionCmdlet
                 WriteObject(remote);
                 return;
             }
+            var tools = Tool is { Length: > 0 } ? ToolSet.From(Tool, this) : null;
+            var choice = ToolChoice is null ? null : LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
             var session = OpenSession();
+            try
+            {
+                if (tools is not null)
+                {
+                    session.Tools = tools.Definitions;
+                    ToolSet.Attach(session, tools);
+                }
+                if (choice is not null) session.ToolChoice = choice;
+            }
+            catch
+            {
+                session.Dispose();
+                throw;
+            }
             if (History is { Length: > 0 })
             {
-                var messages = History.Select(ChatInput.ToMessage).ToList();
+                // Messages of another session ($old.Messages) keep their tool calls and tool call ids.
+                var messages = History.Select(h => (h is PSObject p ? p.BaseObject : h) is LlmChatMessage m ? m : ChatInput.ToMessage(h)).ToList();
                 if (SystemPrompt is not null) messages.RemoveAll(m => m.Role == "system");
                 session.LoadJson(System.Text.Json.JsonSerializer.Serialize(
                     (SystemPrompt is null ? [] : new[] { new LlmChatMessage("system", SystemPrompt) }).Concat(messages)));
