@@ -347,6 +347,22 @@ Describe '-Endpoint with -JsonSchema, -Grammar and penalties' {
         $r.Text | Should -BeIn @('yes', 'no')
     }
 
+    It 'holds one turn of a remote session to -JsonSchema and sends that turn''s penalties' {
+        $fakeSession = New-LlmChatSession -Endpoint $Fake.Endpoint -Model $Fake.ModelName
+        Invoke-LlmChat -Session $fakeSession -Message 'x' -JsonSchema '{"type":"object"}' -PresencePenalty 0.25 -MaxTokens 3 | Out-Null
+        $body = $Fake.Requests.ToArray()[-1].Body | ConvertFrom-Json
+        $body.response_format.json_schema.schema.type | Should -Be 'object'
+        $body.presence_penalty | Should -Be 0.25
+        Invoke-LlmChat -Session $fakeSession -Message 'y' -MaxTokens 3 | Out-Null
+        $body = $Fake.Requests.ToArray()[-1].Body | ConvertFrom-Json
+        $body.PSObject.Properties.Name | Should -Not -Contain 'response_format' # that turn only
+        $session = New-LlmChatSession -Endpoint $Url -Model chat -Temperature 0 -MaxTokens 120
+        $v = Invoke-LlmChat -Session $session -Message 'A record, please' -JsonSchema $Schema -AsObject
+        $v.n | Should -BeOfType [long]
+        $v.n | Should -BeLessOrEqual 9
+        $session.Messages[-1].Content | ConvertFrom-Json | Select-Object -ExpandProperty n | Should -Be $v.n
+    }
+
     It 'refuses a bad grammar or schema before sending anything' {
         $before = $Fake.Requests.Count
         { Invoke-LlmCompletion 'x' -Endpoint $Fake.Endpoint -Model m -Grammar 'root ::= (' } | Should -Throw -ErrorId 'GrammarInvalid,LlmTools.Commands.InvokeLlmCompletionCommand'

@@ -256,21 +256,24 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
             TopP = bound.ContainsKey("TopP") ? given.TopP : o.TopP,
             MinP = bound.ContainsKey("MinP") ? given.MinP : o.MinP,
             RepeatPenalty = bound.ContainsKey("RepeatPenalty") ? given.RepeatPenalty : o.RepeatPenalty,
+            FrequencyPenalty = bound.ContainsKey("FrequencyPenalty") ? given.FrequencyPenalty : o.FrequencyPenalty,
+            PresencePenalty = bound.ContainsKey("PresencePenalty") ? given.PresencePenalty : o.PresencePenalty,
             Seed = bound.ContainsKey("Seed") ? given.Seed : o.Seed,
             Stop = bound.ContainsKey("Stop") ? given.Stop : o.Stop,
             Timeout = bound.ContainsKey("TimeoutSec") ? TimeSpan.FromSeconds(TimeoutSec) : o.Timeout,
+            // The server holds this turn to the schema or grammar (response_format, llama.cpp's grammar field).
+            JsonSchema = JsonSchema is not null ? StructuredOutput.SchemaJsonFor(JsonSchema) : Grammar is not null ? null : o.JsonSchema,
+            Grammar = Grammar ?? (JsonSchema is not null ? null : o.Grammar),
         };
         foreach (var m in Message)
         {
             if (Cancellation.IsCancellationRequested) return;
             try
             {
-                if (JsonSchema is not null || Grammar is not null)
-                    throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
-                        $"-{(JsonSchema is not null ? "JsonSchema" : "Grammar")} applies to local models only.");
                 var reply = RunEngine((events, cancel) => session.Send(m, events, cancel, Stream, adjust), Stream);
                 if (Stream) Host.UI.WriteLine();
-                WriteObject(reply);
+                var shaped = Shape(reply, reply.Text, reply.StopReason, v => reply.Value = v);
+                if (shaped is not null) WriteObject(shaped);
             }
             catch (LlmException e)
             {
@@ -290,7 +293,7 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         var bound = MyInvocation.BoundParameters;
         var given = Options;
         var formatStops = session.Format.StopStrings;
-        if (!new[] { "MaxTokens", "Temperature", "TopK", "TopP", "MinP", "RepeatPenalty", "Seed", "Stop", "JsonSchema", "Grammar" }.Any(bound.ContainsKey))
+        if (!new[] { "MaxTokens", "Temperature", "TopK", "TopP", "MinP", "RepeatPenalty", "FrequencyPenalty", "PresencePenalty", "Seed", "Stop", "JsonSchema", "Grammar" }.Any(bound.ContainsKey))
             return null;
         return o => o with
         {
@@ -300,6 +303,8 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
             TopP = bound.ContainsKey("TopP") ? given.TopP : o.TopP,
             MinP = bound.ContainsKey("MinP") ? given.MinP : o.MinP,
             RepeatPenalty = bound.ContainsKey("RepeatPenalty") ? given.RepeatPenalty : o.RepeatPenalty,
+            FrequencyPenalty = bound.ContainsKey("FrequencyPenalty") ? given.FrequencyPenalty : o.FrequencyPenalty,
+            PresencePenalty = bound.ContainsKey("PresencePenalty") ? given.PresencePenalty : o.PresencePenalty,
             Seed = bound.ContainsKey("Seed") ? given.Seed : o.Seed,
             Stop = bound.ContainsKey("Stop") ? [.. given.Stop, .. formatStops] : o.Stop,
             Grammar = given.Grammar ?? o.Grammar,
