@@ -54,6 +54,40 @@ Describe 'Start-LlmServer' {
         ($e.ErrorDetails.Message | ConvertFrom-Json).error.code | Should -Be 'model_not_found'
     }
 
+    It 'answers tools with OpenAI tool_calls, takes the results back, and refuses a tool message that answers no call' {
+        # The tiny ChatML model with a template that renders tools (Hermes/Qwen2.5 style), as in Tools.Tests.ps1.
+        $toolModel = Join-Path $TestDir 'tiny-tools-server.gguf'
+        if (-not (Test-Path $toolModel)) {
+            $o = [LlmTools.TestModels.TinyChatModel]::Options(1234)
+            $o.ChatTemplate = [LlmTools.TestModels.TinyChatModel]::HermesToolsTemplate
+            [LlmTools.TestModels.TinyModel]::Write($toolModel, $o) | Out-Null
+        }
+        $s = Start-LlmServer -Model $toolModel -Alias tools -Port 0 -Threads 1 -ContextSize 1024 -WarningAction SilentlyContinue
+        $weather = @{ type = 'function'; function = @{ name = 'get_weather'; description = 'Get the weather for a city'
+                parameters = @{ type = 'object'; properties = @{ city = @{ type = 'string'; enum = @('Paris', 'Oslo') } }; required = @('city') } } }
+        $messages = @(@{ role = 'user'; content = 'Weather in Oslo?' })
+        $body = @{ model = 'tools'; messages = $messages; tools = @($weather); tool_choice = 'required'; temperature = 0; max_tokens = 120 } | ConvertTo-Json -Depth 10
+        $r = Invoke-RestMethod "$($s.Endpoint)/chat/completions" -Method Post -ContentType 'application/json' -Body $body
+        $r.choices[0].finish_reason | Should -Be 'tool_calls'
+        $call = $r.choices[0].message.tool_calls[0]
+        $call.type | Should -Be 'function'
+        $call.function.name | Should -Be 'get_weather'
+        $call.function.arguments | Should -BeOfType ([string])
+        ($call.function.arguments | ConvertFrom-Json).city | Should -BeIn @('Paris', 'Oslo')
+
+        # The call and its result go back; the model answers.
+        $assistant = @{ role = 'assistant'; content = $null; tool_calls = @(@{ id = $call.id; type = 'function'; function = @{ name = $call.function.name; arguments = $call.function.arguments } }) }
+        $round = $messages + $assistant + @{ role = 'tool'; tool_call_id = $call.id; content = '{"temperature": 21}' }
+        $body = @{ model = 'tools'; messages = $round; tools = @($weather); temperature = 0; max_tokens = 8 } | ConvertTo-Json -Depth 10
+        $next = Invoke-RestMethod "$($s.Endpoint)/chat/completions" -Method Post -ContentType 'application/json' -Body $body
+        $next.usage.prompt_tokens | Should -BeGreaterThan $r.usage.prompt_tokens
+
+        $orphan = @{ model = 'tools'; messages = @($messages[0], @{ role = 'tool'; tool_call_id = 'nope'; content = '1' }); tools = @($weather) } | ConvertTo-Json -Depth 10
+        $e = { Invoke-RestMethod "$($s.Endpoint)/chat/completions" -Method Post -ContentType 'application/json' -Body $orphan } | Should -Throw -PassThru
+        $e.Exception.Response.StatusCode | Should -Be 'BadRequest'
+        ($e.ErrorDetails.Message | ConvertFrom-Json).error.param | Should -Be 'messages[1].tool_call_id'
+    }
+
     It 'refuses a non-loopback address without a key, and a taken port, with stable error ids' {
         { Start-LlmServer -Model $TinyModel -Address 0.0.0.0 -Port 0 } | Should -Throw -ErrorId 'ServerApiKeyRequired,LlmTools.Commands.StartLlmServerCommand'
         $s = Start-LlmServer -Model $TinyModel -Port 0 -ContextSize 512 -WarningAction SilentlyContinue

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
+using LlmTools.Engine.Tools;
 using Microsoft.AspNetCore.Http;
 
 namespace LlmTools.Server;
@@ -62,6 +63,8 @@ public sealed partial class LlmServer
     private static OpenAiError FromEngine(LlmException e) => e.ErrorId switch
     {
         "PromptTooLong" => OpenAiError.BadRequest(e.Message, "messages", "context_length_exceeded"),
+        // The template refused these messages (e.g. roles out of its order): the request's, not the server's fault.
+        "ChatTemplateError" => OpenAiError.BadRequest(e.Message, "messages", e.ErrorId),
         _ when e.Kind is LlmErrorKind.InvalidArgument or LlmErrorKind.LimitsExceeded or LlmErrorKind.InvalidData
             => OpenAiError.BadRequest(e.Message, code: e.ErrorId),
         _ => new OpenAiError(500, e.Message, "server_error", code: e.ErrorId),
@@ -140,9 +143,10 @@ public sealed partial class LlmServer
 
         var options = request.Options;
         string prompt;
+        ToolPlan? tools = null;
         if (chat)
         {
-            prompt = model.Chat.Render(request.Messages!, addGenerationPrompt: true);
+            prompt = RenderChat(model, request, ref options, out tools);
             options = options with
             {
                 Stop = [.. options.Stop, .. model.Chat.StopStrings],
@@ -168,8 +172,8 @@ public sealed partial class LlmServer
         {
             var watch = Stopwatch.StartNew();
             var result = request.Stream
-                ? await Stream(c, model, request, prompt, options, chat, cancel)
-                : await Answer(c, model, request, prompt, options, chat, cancel.Token);
+                ? await Stream(c, model, request, prompt, options, chat, tools, cancel)
+                : await Answer(c, model, request, prompt, options, chat, tools, cancel.Token);
             if (result is null) return;
             if (result.StopReason == LlmStopReason.Cancelled) Interlocked.Increment(ref _cancelled);
             else Interlocked.Increment(ref _served);
@@ -283,18 +287,59 @@ public sealed partial class LlmServer
         });
     }
 
+    /// <summary>The tools of a chat request whose reply is read for calls: the tools and how the template writes a call.</summary>
+    private sealed record ToolPlan(IReadOnlyList<ToolDefinition> Tools, ToolCallFormat Format)
+    {
+        public ParsedToolCalls Parse(LlmCompletionResult result) => result.StopReason == LlmStopReason.Cancelled
+            ? new ParsedToolCalls(result.Text, []) : Format.Parse(result.Text, Tools);
+    }
+
+    /// <summary>
+    /// The chat prompt, as ChatSession renders it: the tools go to the template as its 'tools' variable (transformers'
+    /// shape); unless tool_choice is none, the reply is held to the tools' grammar (lazy for auto: from the call's
+    /// opening marker on; from the start for required or a named tool) and read back for calls.
+    /// </summary>
+    private static string RenderChat(ServedModel model, OpenAiRequest request, ref CompletionOptions options, out ToolPlan? plan)
+    {
+        plan = null;
+        var messages = request.Messages!;
+        if (request.Tools.Count == 0) return model.Chat.Render(messages, addGenerationPrompt: true);
+        // Like llama-server without --jinja: a model with no chat template cannot be shown tools.
+        if (model.Chat.IsTranscript)
+            throw OpenAiError.BadRequest($"'{model.Id}' has no chat template, so it cannot be shown tools; serve it with a template that renders 'tools'.",
+                "tools", "tools_unsupported");
+        var values = request.Tools.Select(t => (object?)t.ToTemplateValue()).ToList();
+        var prompt = model.Chat.Render(messages, addGenerationPrompt: true, values);
+        // A template that ignores 'tools' would leave the model calling tools it was never shown: refused, not guessed.
+        if (prompt == model.Chat.Render(messages, addGenerationPrompt: true))
+            throw OpenAiError.BadRequest($"The chat template of '{model.Id}' does not show tools to the model (it ignores the 'tools' variable).",
+                "tools", "tools_unsupported");
+        var choice = request.ToolChoice;
+        if (choice.Mode == ToolChoiceMode.None) return prompt;
+        // Both would hold the reply to a grammar: one must give way, and which one is the client's to say.
+        if (options.Grammar is not null)
+            throw OpenAiError.BadRequest("response_format (or grammar) and tools both constrain the reply: send one of them, or tool_choice 'none'.",
+                "response_format");
+        var callable = choice.Mode == ToolChoiceMode.Named ? request.Tools.Where(t => t.Name == choice.Name).ToList() : request.Tools;
+        options = options with { Grammar = model.ToolFormat.Grammar(callable, required: choice.Mode != ToolChoiceMode.Auto) };
+        plan = new ToolPlan(request.Tools, model.ToolFormat);
+        return prompt;
+    }
+
     /// <summary>Runs the completion on a thread of its own (it blocks for the whole generation).</summary>
     private static Task<LlmCompletionResult> Run(ServedModel model, string prompt, CompletionOptions options, IEngineEvents events, CancellationToken cancel) =>
         Task.Factory.StartNew(() => CompletionEngine.Complete(model.Lease, prompt, options, model.ContextOptions, events, cancel),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     private async Task<LlmCompletionResult?> Answer(HttpContext c, ServedModel model, OpenAiRequest request, string prompt, CompletionOptions options,
-        bool chat, CancellationToken cancel)
+        bool chat, ToolPlan? tools, CancellationToken cancel)
     {
         var result = await Run(model, prompt, options, NullEngineEvents.Instance, cancel);
         if (result.StopReason == LlmStopReason.Cancelled && c.RequestAborted.IsCancellationRequested) return result;
         string text = chat && model.Chat.IsTranscript ? result.Text.TrimStart() : result.Text;
         if (request.Echo) text = prompt + text;
+        IReadOnlyList<LlmToolCall> calls = [];
+        if (tools is not null && tools.Parse(result) is { Calls.Count: > 0 } parsed) (text, calls) = (parsed.Content, parsed.Calls);
         await WriteJson(c, 200, w =>
         {
             w.WriteStartObject();
@@ -309,12 +354,15 @@ public sealed partial class LlmServer
             {
                 w.WriteStartObject("message");
                 w.WriteString("role", "assistant");
-                w.WriteString("content", text);
+                // OpenAI: content null beside tool calls when the model wrote nothing else.
+                if (calls.Count > 0 && text.Length == 0) w.WriteNull("content"); else w.WriteString("content", text);
+                if (calls.Count > 0) WriteToolCalls(w, calls, delta: false);
                 w.WriteEndObject();
             }
             else w.WriteString("text", text);
             w.WriteNull("logprobs");
-            WriteFinish(w, result.StopReason);
+            if (calls.Count > 0) w.WriteString("finish_reason", "tool_calls");
+            else WriteFinish(w, result.StopReason);
             w.WriteEndObject();
             w.WriteEndArray();
             OpenAiJson.WriteUsage(w, result);
@@ -325,7 +373,7 @@ public sealed partial class LlmServer
 
     /// <summary>Server-sent events as OpenAI sends them: a chunk per piece of text, a last chunk with finish_reason, [DONE].</summary>
     private async Task<LlmCompletionResult?> Stream(HttpContext c, ServedModel model, OpenAiRequest request, string prompt, CompletionOptions options,
-        bool chat, CancellationTokenSource cancel)
+        bool chat, ToolPlan? tools, CancellationTokenSource cancel)
     {
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
         var run = Run(model, prompt, options, new ChannelEvents(channel.Writer), cancel.Token);
@@ -339,7 +387,8 @@ public sealed partial class LlmServer
         response.Headers["X-Accel-Buffering"] = "no";
         bool trimLeading = chat && model.Chat.IsTranscript;
 
-        Task Send(string? text, bool first = false, string? finish = null, LlmCompletionResult? usage = null, bool usageOnly = false) =>
+        Task Send(string? text, bool first = false, string? finish = null, LlmCompletionResult? usage = null, bool usageOnly = false,
+            IReadOnlyList<LlmToolCall>? calls = null) =>
             SendEvent(response, w =>
             {
                 w.WriteStartObject();
@@ -357,6 +406,7 @@ public sealed partial class LlmServer
                         w.WriteStartObject("delta");
                         if (first) w.WriteString("role", "assistant");
                         if (text is not null) w.WriteString("content", text);
+                        if (calls is not null) WriteToolCalls(w, calls, delta: true);
                         w.WriteEndObject();
                     }
                     else w.WriteString("text", text ?? "");
@@ -375,6 +425,10 @@ public sealed partial class LlmServer
             await response.StartAsync(cancel.Token);
             if (chat) await Send("", first: true);
             else if (request.Echo) await Send(prompt);
+            // With tools, text is held back from the call's opening marker on (and while the text so far could be the
+            // start of it): the call goes out as tool_calls once parsed at the end, never as content.
+            var held = tools is null ? null : new StringBuilder();
+            bool calling = false;
             await foreach (var piece in channel.Reader.ReadAllAsync(CancellationToken.None))
             {
                 var text = piece;
@@ -383,6 +437,17 @@ public sealed partial class LlmServer
                     text = text.TrimStart();
                     if (text.Length == 0) continue;
                     trimLeading = false;
+                }
+                if (held is not null)
+                {
+                    if (calling)
+                    {
+                        held.Append(text);
+                        continue;
+                    }
+                    held.Append(text);
+                    text = Releasable(held, tools!.Format.Trigger, out calling);
+                    if (text.Length == 0) continue;
                 }
                 await Send(text);
             }
@@ -399,7 +464,17 @@ public sealed partial class LlmServer
                 return null;
             }
             if (result.StopReason == LlmStopReason.Cancelled) return result;
-            await Send(chat ? null : "", finish: OpenAiJson.FinishReason(result.StopReason));
+            if (tools is not null && tools.Parse(result) is { Calls.Count: > 0 } parsed)
+            {
+                // The calls in one delta, each with its index, id, type and whole arguments; then finish_reason tool_calls.
+                await Send(null, calls: parsed.Calls);
+                await Send(null, finish: "tool_calls");
+            }
+            else
+            {
+                if (held is { Length: > 0 }) await Send(held.ToString()); // a marker that opened no call: it was text after all
+                await Send(chat ? null : "", finish: OpenAiJson.FinishReason(result.StopReason));
+            }
             if (request.IncludeUsage) await Send(null, usage: result, usageOnly: true);
             await response.Body.WriteAsync(Done, CancellationToken.None);
             await response.Body.FlushAsync(CancellationToken.None);
@@ -412,6 +487,50 @@ public sealed partial class LlmServer
             try { return await run; }
             catch (LlmException) { return null; }
         }
+    }
+
+    /// <summary>
+    /// The held text that can go out as content now: all of it before the trigger (then <paramref name="calling"/>),
+    /// or all but an end that could still grow into the trigger. What is returned leaves <paramref name="held"/>.
+    /// </summary>
+    private static string Releasable(StringBuilder held, string trigger, out bool calling)
+    {
+        var text = held.ToString();
+        int at = text.IndexOf(trigger, StringComparison.Ordinal);
+        calling = at >= 0;
+        int end = at;
+        if (!calling)
+        {
+            end = text.Length;
+            for (int k = Math.Min(trigger.Length - 1, text.Length); k > 0; k--)
+                if (text.AsSpan(text.Length - k).SequenceEqual(trigger.AsSpan(0, k)))
+                {
+                    end = text.Length - k;
+                    break;
+                }
+        }
+        held.Remove(0, end);
+        return text[..end];
+    }
+
+    /// <summary>tool_calls as OpenAI writes them (arguments as a JSON string); in a stream's delta each carries its index.</summary>
+    private static void WriteToolCalls(Utf8JsonWriter w, IReadOnlyList<LlmToolCall> calls, bool delta)
+    {
+        w.WriteStartArray("tool_calls");
+        for (int i = 0; i < calls.Count; i++)
+        {
+            w.WriteStartObject();
+            if (delta) w.WriteNumber("index", i);
+            // The engine's id as is: Mistral's templates refuse any id but 9 letters and digits when it comes back.
+            w.WriteString("id", calls[i].Id);
+            w.WriteString("type", "function");
+            w.WriteStartObject("function");
+            w.WriteString("name", calls[i].Name);
+            w.WriteString("arguments", calls[i].ArgumentsJson);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
     }
 
     private static void WriteFinish(Utf8JsonWriter w, LlmStopReason reason)

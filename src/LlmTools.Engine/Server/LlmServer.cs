@@ -247,5 +247,8 @@ public sealed partial class LlmServer
         public int ContextSize { get; }
         public ContextOptions ContextOptions { get; }
         public ChatFormat Chat { get; }
+        /// <summary>How this model's template writes tool calls (as ChatSession reads it from the template's source).</summary>
+        public LlmTools.Engine.Tools.ToolCallFormat ToolFormat => _toolFormat ??= LlmTools.Engine.Tools.ToolCallFormat.For(Chat.TemplateSource);
+        private LlmTools.Engine.Tools.ToolCallFormat? _toolFormat;
     }
 }

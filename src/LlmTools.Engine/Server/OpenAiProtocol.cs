@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LlmTools.Engine.Grammar;
+using LlmTools.Engine.Tools;
 
 namespace LlmTools.Server;
 
@@ -79,7 +80,13 @@ internal sealed class OpenAiRequest
     public int? MaxTokens { get; private init; }
     public string? Prompt { get; private init; }
     public List<LlmChatMessage>? Messages { get; private init; }
+    /// <summary>The tools the model may call (chat only); empty when none were sent.</summary>
+    public IReadOnlyList<ToolDefinition> Tools { get; private init; } = [];
+    public ToolChoice ToolChoice { get; private init; } = ToolChoice.Auto;
     public required CompletionOptions Options { get; init; }
+
+    /// <summary>OpenAI's limit on tools per request.</summary>
+    public const int MaxTools = 128;
 
     public static OpenAiRequest Parse(JsonElement root, bool chat)
     {
@@ -92,8 +99,7 @@ internal sealed class OpenAiRequest
         if (root.TryGetProperty("logprobs", out var lp) &&
             (lp.ValueKind == JsonValueKind.True || (lp.ValueKind == JsonValueKind.Number && lp.GetDouble() != 0)))
             throw OpenAiError.BadRequest("logprobs are not supported by this server.", "logprobs");
-        if (r.Has("tools") && root.GetProperty("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-            throw OpenAiError.BadRequest("tools are not supported by this server yet.", "tools");
+        if (!chat && r.Has("tools")) throw OpenAiError.BadRequest("tools are only for /v1/chat/completions.", "tools");
         if (r.Has("functions")) throw OpenAiError.BadRequest("functions are not supported by this server.", "functions");
         string? grammar = ParseGrammar(root, r);
         if (r.Has("logit_bias") && root.GetProperty("logit_bias") is { ValueKind: JsonValueKind.Object } bias && bias.EnumerateObject().Any())
@@ -158,7 +164,14 @@ internal sealed class OpenAiRequest
 
         string? prompt = null;
         List<LlmChatMessage>? messages = null;
-        if (chat) messages = ParseMessages(root);
+        IReadOnlyList<ToolDefinition> toolList = [];
+        var toolChoice = ToolChoice.Auto;
+        if (chat)
+        {
+            messages = ParseMessages(root);
+            toolList = ParseTools(root);
+            toolChoice = ParseToolChoice(root, toolList);
+        }
         else prompt = ParsePrompt(root);
 
         return new OpenAiRequest
@@ -170,6 +183,8 @@ internal sealed class OpenAiRequest
             MaxTokens = maxTokens,
             Prompt = prompt,
             Messages = messages,
+            Tools = toolList,
+            ToolChoice = toolChoice,
             Options = new CompletionOptions
             {
                 // OpenAI's meaning: temperature 1 and top_p 1 by default, no other truncation, no penalty.
@@ -283,6 +298,7 @@ internal sealed class OpenAiRequest
         if (!root.TryGetProperty("messages", out var arr) || arr.ValueKind != JsonValueKind.Array || arr.GetArrayLength() == 0)
             throw OpenAiError.BadRequest("messages is required: a non-empty array of {role, content} objects.", "messages");
         var list = new List<LlmChatMessage>();
+        var calls = new Dictionary<string, string>(StringComparer.Ordinal); // tool call id -> tool name, as the messages make them
         int i = 0;
         foreach (var m in arr.EnumerateArray())
         {
@@ -294,8 +310,8 @@ internal sealed class OpenAiRequest
             r = r switch
             {
                 "developer" => "system", // OpenAI's newer name for the system message
-                "system" or "user" or "assistant" => r,
-                _ => throw OpenAiError.BadRequest($"{param}.role '{r}' is not supported: use system, developer, user or assistant.", param + ".role"),
+                "system" or "user" or "assistant" or "tool" => r,
+                _ => throw OpenAiError.BadRequest($"{param}.role '{r}' is not supported: use system, developer, user, assistant or tool.", param + ".role"),
             };
             string content = "";
             if (m.TryGetProperty("content", out var c))
@@ -316,9 +332,128 @@ internal sealed class OpenAiRequest
                 else if (c.ValueKind != JsonValueKind.Null)
                     throw OpenAiError.BadRequest($"{param}.content must be a string or an array of text parts.", param + ".content");
             }
-            list.Add(new LlmChatMessage(r, content));
+            var message = new LlmChatMessage(r, content);
+            if (r == "assistant" && m.TryGetProperty("tool_calls", out var tc) && tc.ValueKind != JsonValueKind.Null)
+            {
+                message.ToolCalls = ParseToolCalls(tc, param + ".tool_calls");
+                if (message.ToolCalls.Count == 0) message.ToolCalls = null;
+                else foreach (var call in message.ToolCalls) calls[call.Id] = call.Name;
+            }
+            if (r == "tool")
+            {
+                // A result must answer a call the conversation made, or the template shows the model an orphan.
+                if (!m.TryGetProperty("tool_call_id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
+                    throw OpenAiError.BadRequest($"{param}.tool_call_id is required in a tool message.", param + ".tool_call_id");
+                if (!calls.TryGetValue(id.GetString()!, out var name))
+                    throw OpenAiError.BadRequest($"{param}.tool_call_id '{id.GetString()}' answers no tool call of an earlier assistant message.",
+                        param + ".tool_call_id");
+                message.ToolCallId = id.GetString();
+                message.Name = name;
+            }
+            list.Add(message);
         }
         return list;
+    }
+
+    /// <summary>An assistant message's tool_calls: [{"id", "type": "function", "function": {"name", "arguments": "&lt;JSON&gt;"}}].</summary>
+    private static List<LlmToolCall> ParseToolCalls(JsonElement arr, string param)
+    {
+        if (arr.ValueKind != JsonValueKind.Array) throw OpenAiError.BadRequest($"{param} must be an array of tool calls.", param);
+        var result = new List<LlmToolCall>();
+        int i = 0;
+        foreach (var c in arr.EnumerateArray())
+        {
+            string p = $"{param}[{i++}]";
+            if (c.ValueKind != JsonValueKind.Object) throw OpenAiError.BadRequest($"{p} must be an object.", p);
+            if (!c.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
+                throw OpenAiError.BadRequest($"{p}.id is required.", p + ".id");
+            if (c.TryGetProperty("type", out var type) && type.ValueKind != JsonValueKind.Null && type.GetString() != "function")
+                throw OpenAiError.BadRequest($"{p}.type must be 'function'.", p + ".type");
+            if (!c.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object ||
+                !f.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString()!.Length == 0)
+                throw OpenAiError.BadRequest($"{p}.function.name is required.", p + ".function.name");
+            // OpenAI sends the arguments as a JSON string; an object is taken too.
+            string args = "{}";
+            if (f.TryGetProperty("arguments", out var a) && a.ValueKind != JsonValueKind.Null)
+            {
+                string text = a.ValueKind == JsonValueKind.String ? a.GetString()! : a.GetRawText();
+                try
+                {
+                    using var doc = JsonDocument.Parse(text.Length == 0 ? "{}" : text);
+                    if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new JsonException("not an object");
+                    args = doc.RootElement.GetRawText();
+                }
+                catch (JsonException)
+                {
+                    throw OpenAiError.BadRequest($"{p}.function.arguments must be a JSON object (as a string).", p + ".function.arguments");
+                }
+            }
+            result.Add(new LlmToolCall(id.GetString()!, name.GetString()!, args));
+        }
+        return result;
+    }
+
+    /// <summary>tools: [{"type": "function", "function": {"name", "description", "parameters"}}], each checked as the engine's ToolDefinition.</summary>
+    private static IReadOnlyList<ToolDefinition> ParseTools(JsonElement root)
+    {
+        if (!root.TryGetProperty("tools", out var arr) || arr.ValueKind == JsonValueKind.Null) return [];
+        if (arr.ValueKind != JsonValueKind.Array)
+            throw OpenAiError.BadRequest("tools must be an array of {\"type\": \"function\", \"function\": {name, description, parameters}}.", "tools");
+        if (arr.GetArrayLength() > MaxTools) throw OpenAiError.BadRequest($"tools has {arr.GetArrayLength()} tools; use at most {MaxTools}.", "tools");
+        var tools = new List<ToolDefinition>();
+        int i = 0;
+        foreach (var t in arr.EnumerateArray())
+        {
+            string p = $"tools[{i++}]";
+            if (t.ValueKind != JsonValueKind.Object || !t.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String ||
+                type.GetString() != "function" || !t.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object)
+                throw OpenAiError.BadRequest($"{p} must be {{\"type\": \"function\", \"function\": {{name, description, parameters}}}}.", p);
+            ToolDefinition tool;
+            try
+            {
+                tool = ToolDefinition.FromJson(t.GetRawText());
+            }
+            catch (LlmException e)
+            {
+                // The name or the parameters schema (a keyword the grammar cannot enforce): say which.
+                bool name = !f.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String || e.Message.Contains("tool name", StringComparison.Ordinal);
+                throw OpenAiError.BadRequest($"{p}: {e.Message}", p + (name ? ".function.name" : ".function.parameters"));
+            }
+            if (tools.Any(x => x.Name == tool.Name))
+                throw OpenAiError.BadRequest($"{p}: two tools are named '{tool.Name}'; tool names must differ.", p + ".function.name");
+            tools.Add(tool);
+        }
+        return tools;
+    }
+
+    /// <summary>tool_choice: "auto", "none", "required", or {"type": "function", "function": {"name"}} naming one of the tools.</summary>
+    private static ToolChoice ParseToolChoice(JsonElement root, IReadOnlyList<ToolDefinition> tools)
+    {
+        if (!root.TryGetProperty("tool_choice", out var c) || c.ValueKind == JsonValueKind.Null) return ToolChoice.Auto;
+        ToolChoice choice;
+        if (c.ValueKind == JsonValueKind.String)
+        {
+            choice = c.GetString() switch
+            {
+                "auto" => ToolChoice.Auto,
+                "none" => new ToolChoice(ToolChoiceMode.None),
+                "required" => new ToolChoice(ToolChoiceMode.Required),
+                var other => throw OpenAiError.BadRequest($"tool_choice '{other}' is not one of 'auto', 'none', 'required' or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}.", "tool_choice"),
+            };
+        }
+        else if (c.ValueKind == JsonValueKind.Object && c.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object &&
+                 f.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String &&
+                 (!c.TryGetProperty("type", out var type) || type.ValueKind == JsonValueKind.Null || type.GetString() == "function"))
+        {
+            choice = new ToolChoice(ToolChoiceMode.Named, n.GetString());
+            if (!tools.Any(t => t.Name == choice.Name))
+                throw OpenAiError.BadRequest(tools.Count == 0 ? $"tool_choice names the tool '{choice.Name}' but no tools were given."
+                    : $"tool_choice names the tool '{choice.Name}', which is none of the tools ({string.Join(", ", tools.Select(t => t.Name))}).", "tool_choice");
+        }
+        else throw OpenAiError.BadRequest("tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice");
+        if (choice.Mode == ToolChoiceMode.Required && tools.Count == 0)
+            throw OpenAiError.BadRequest("tool_choice 'required' needs tools: none were given.", "tool_choice");
+        return choice;
     }
 
     /// <summary>Typed access to optional fields; a field of the wrong type is a 400 naming it. null counts as absent.</summary>
