@@ -208,6 +208,7 @@ public sealed class ServerToolTests : IDisposable
     [InlineData("""{"tools": [{"type":"function","function":{"name":"f"}}], "tool_choice": "sometimes"}""", "tool_choice")]
     [InlineData("""{"tools": [{"type":"function","function":{"name":"f"}}], "tool_choice": {"type":"function","function":{"name":"g"}}}""", "tool_choice")]
     [InlineData("""{"tool_choice": "required"}""", "tool_choice")]
+    [InlineData("""{"tools": [{"type":"function","function":{"name":"f"}}], "response_format": {"type":"json_object"}}""", "response_format")]
     public async Task BadToolsAndToolChoiceAre400sNamingTheField(string fields, string param)
     {
         var body = JsonNode.Parse(fields)!.AsObject();
