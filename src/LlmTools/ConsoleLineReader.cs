@@ -30,11 +30,12 @@ internal sealed class ConsoleLineReader
                 "if ((Get-Module PSReadLine) -and $Host.Name -eq 'ConsoleHost') {" +
                 " $h = @([Microsoft.PowerShell.PSConsoleReadLine]::GetHistoryItems() | ForEach-Object CommandLine);" +
                 " $s = (Get-PSReadLineOption).HistorySaveStyle; Set-PSReadLineOption -HistorySaveStyle SaveNothing;" +
-                " [Microsoft.PowerShell.PSConsoleReadLine]::ClearHistory(); ,@($s, $h) }");
-            if (saved.Count == 1 && saved[0].BaseObject is object[] { Length: 2 } pair)
+                " [Microsoft.PowerShell.PSConsoleReadLine]::ClearHistory(); [pscustomobject]@{ Style = $s; History = $h } }");
+            if (saved.Count == 1 && saved[0].Properties["Style"]?.Value is { } style)
             {
-                _savedStyle = pair[0];
-                _savedHistory = pair[1] is PSObject p ? p.BaseObject as object[] : pair[1] as object[];
+                _savedStyle = style;
+                var history = saved[0].Properties["History"]?.Value;
+                _savedHistory = (history is PSObject p ? p.BaseObject : history) as object[] ?? [];
                 _usePsReadLine = true;
             }
         }
