@@ -144,13 +144,17 @@ Describe 'Start-LlmChat' {
         ($out -join "`n") | Should -Match '1 exchanges, \d+ of 1024 tokens'
     }
 
-    It 'says what to do when the conversation outgrows the context' {
-        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'the little girl saw a big red ball in the park', 'the little girl saw a big red ball in the park again', '/trim', 'the little girl saw a big red ball in the park again' | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 8 -ContextSize 48 -NoStatistics"
+    It 'says what to do when the conversation outgrows the context, and offers /trim only where it helps' {
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'the little girl saw a big red ball in the park', 'the little girl saw a big red ball in the park again', '/trim', 'the little girl saw a big red ball in the park again', '/reset', ('word ' * 60) | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 8 -ContextSize 48 -NoStatistics"
         $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
         $text = $out -join "`n"
-        $text | Should -Match 'context holds 48'
-        $text | Should -Match 'Type /trim'
+        $text | Should -Match 'the conversation is \d+ tokens, and the context holds 48'
+        $text | Should -Match 'Type /trim to drop the oldest exchange'
         $text | Should -Match 'The oldest exchange was dropped'
+        # A message too long by itself: dropping exchanges cannot help, so /trim is not offered.
+        $alone = $text.Substring($text.IndexOf('> word'))
+        $alone | Should -Match 'The message alone is \d+ tokens'
+        $alone | Should -Not -Match 'Type /trim'
     }
 }
 
