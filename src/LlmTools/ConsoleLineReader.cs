@@ -23,26 +23,36 @@ internal sealed class ConsoleLineReader
     public ConsoleLineReader(PSCmdlet cmdlet)
     {
         _cmdlet = cmdlet;
+        // PSReadLine's history becomes this chat's: nothing the chat reads is saved to the user's history file.
+        if (cmdlet.Host.Name != "ConsoleHost" || PsReadLine.Type is null) return;
         try
         {
-            // PSReadLine's history becomes this chat's: nothing the chat reads is saved to the user's history file.
-            var saved = cmdlet.InvokeCommand.InvokeScript(
-                "if ((Get-Module PSReadLine) -and $Host.Name -eq 'ConsoleHost') {" +
-                " $h = @([Microsoft.PowerShell.PSConsoleReadLine]::GetHistoryItems() | ForEach-Object CommandLine);" +
-                " $s = (Get-PSReadLineOption).HistorySaveStyle; Set-PSReadLineOption -HistorySaveStyle SaveNothing;" +
-                " [Microsoft.PowerShell.PSConsoleReadLine]::ClearHistory(); [pscustomobject]@{ Style = $s; History = $h } }");
-            if (saved.Count == 1 && saved[0].Properties["Style"]?.Value is { } style)
-            {
-                _savedStyle = style;
-                var history = saved[0].Properties["History"]?.Value;
-                _savedHistory = (history is PSObject p ? p.BaseObject : history) as object[] ?? [];
-                _usePsReadLine = true;
-            }
+            var items = (Array)PsReadLine.Call("GetHistoryItems")!;
+            _savedHistory = items.Cast<object>().Select(i => (object)(i.GetType().GetProperty("CommandLine")?.GetValue(i) as string ?? "")).ToArray();
+            var options = PsReadLine.Call("GetOptions")!;
+            var style = options.GetType().GetProperty("HistorySaveStyle")!;
+            _savedStyle = style.GetValue(options);
+            style.SetValue(options, Enum.Parse(style.PropertyType, "SaveNothing"));
+            PsReadLine.Call("ClearHistory", null, null);
+            _usePsReadLine = true;
         }
-        catch (RuntimeException)
+        catch (Exception e) when (e is System.Reflection.TargetInvocationException or InvalidCastException or ArgumentException
+                                       or NullReferenceException or MissingMethodException)
         {
             _usePsReadLine = false;
         }
+    }
+
+    /// <summary>PSReadLine's public static API, by reflection: the module references no PSReadLine, which may be absent.</summary>
+    private static class PsReadLine
+    {
+        public static readonly Type? Type = AppDomain.CurrentDomain.GetAssemblies()
+            .Where(a => a.GetName().Name == "Microsoft.PowerShell.PSReadLine2" || a.GetName().Name == "Microsoft.PowerShell.PSReadLine")
+            .Select(a => a.GetType("Microsoft.PowerShell.PSConsoleReadLine")).FirstOrDefault(t => t is not null);
+
+        public static object? Call(string name, params object?[] args) =>
+            Type!.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+                .First(m => m.Name == name && m.GetParameters().Length == args.Length).Invoke(null, args);
     }
 
     /// <summary>Keys read while a reply ran (other than Ctrl+C): the start of the next line.</summary>
@@ -55,6 +65,13 @@ internal sealed class ConsoleLineReader
         Console.Out.Flush();
         string? line = null;
         bool read = false;
+        // Keys already typed go to the editor below: PSReadLine asks the terminal where the cursor is when it starts,
+        // and keys waiting in the input then can be lost.
+        try
+        {
+            while (Console.KeyAvailable) _typeAhead.Enqueue(Console.ReadKey(intercept: true));
+        }
+        catch (InvalidOperationException) { }
         if (_usePsReadLine && _typeAhead.IsEmpty)
         {
             try
@@ -73,25 +90,25 @@ internal sealed class ConsoleLineReader
         {
             line = Edit(prompt);
             if (_usePsReadLine && !string.IsNullOrWhiteSpace(line))
-                try { _cmdlet.InvokeCommand.NewScriptBlock("param($l) [Microsoft.PowerShell.PSConsoleReadLine]::AddToHistory($l)").Invoke(line); }
-                catch (RuntimeException) { }
+                try { PsReadLine.Call("AddToHistory", line); }
+                catch (System.Reflection.TargetInvocationException) { }
         }
         if (!string.IsNullOrWhiteSpace(line) && (_history.Count == 0 || _history[^1] != line)) _history.Add(line);
         return line;
     }
 
-    /// <summary>Puts the user's PSReadLine history and save style back.</summary>
+    /// <summary>Puts the user's PSReadLine history and save style back (by reflection: no pipeline needed, so it works while the pipeline stops).</summary>
     public void Restore()
     {
         if (_savedStyle is null) return;
         try
         {
-            _cmdlet.InvokeCommand.NewScriptBlock(
-                "param($s, $h) [Microsoft.PowerShell.PSConsoleReadLine]::ClearHistory();" +
-                " foreach ($l in $h) { [Microsoft.PowerShell.PSConsoleReadLine]::AddToHistory($l) };" +
-                " Set-PSReadLineOption -HistorySaveStyle $s").Invoke(_savedStyle, _savedHistory ?? []);
+            PsReadLine.Call("ClearHistory", null, null);
+            foreach (var line in _savedHistory ?? []) PsReadLine.Call("AddToHistory", line);
+            var options = PsReadLine.Call("GetOptions")!;
+            options.GetType().GetProperty("HistorySaveStyle")!.SetValue(options, _savedStyle);
         }
-        catch (RuntimeException) { }
+        catch (Exception e) when (e is System.Reflection.TargetInvocationException or ArgumentException or NullReferenceException) { }
         _savedStyle = null;
     }
 

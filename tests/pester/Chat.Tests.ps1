@@ -237,6 +237,7 @@ Describe 'Start-LlmChat at a terminal' {
         WaitFor '(?s)end of block""".*\[4 tokens' | Should -BeTrue
         (Screen) | Should -Not -Match 'Unknown command'
         # Up recalls the line typed last (this chat's lines: PSReadLine's history is the chat's while it runs).
+        Start-Sleep -Milliseconds 500
         & tmux send-keys -t $Term Up
         WaitFor '(?m)^> end of block"""[ \t]*$' | Should -BeTrue -Because 'Up recalls the line typed last'
         & tmux send-keys -t $Term Enter
