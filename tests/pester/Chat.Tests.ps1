@@ -236,30 +236,33 @@ Describe 'Start-LlmChat at a terminal' {
         Send 'end of block"""'
         WaitFor '(?s)end of block""".*\[4 tokens' | Should -BeTrue
         (Screen) | Should -Not -Match 'Unknown command'
-        # Up recalls the line typed last (this chat's lines: PSReadLine's history is the chat's while it runs).
-        Start-Sleep -Milliseconds 500
+        # Up recalls the line typed last, and an apostrophe (incomplete PowerShell) does not stop Enter.
+        Send "don't stop"
+        WaitFor '(?s)don''t stop.*\[4 tokens' | Should -BeTrue
+        & tmux send-keys -t $Term Up
         & tmux send-keys -t $Term Up
         WaitFor '(?m)^> end of block"""[ \t]*$' | Should -BeTrue -Because 'Up recalls the line typed last'
         & tmux send-keys -t $Term Enter
-        WaitFor '(?s)\[4 tokens.*\[4 tokens.*\[4 tokens' | Should -BeTrue -Because 'the recalled line is sent'
+        WaitFor '(?s)\[4 tokens.*\[4 tokens.*\[4 tokens.*\[4 tokens' | Should -BeTrue -Because 'the recalled line is sent'
         Send '/save'
-        WaitFor 'Saved 6 messages to (\S+chat-\d{8}-\d{6}(-\d+)?\.json)\.' | Should -BeTrue
-        $saved = [regex]::Match((Screen), 'Saved 6 messages to (\S+\.json)\.').Groups[1].Value
+        WaitFor 'Saved 8 messages to (\S+chat-\d{8}-\d{6}(-\d+)?\.json)\.' | Should -BeTrue
+        $saved = [regex]::Match((Screen), 'Saved 8 messages to (\S+\.json)\.').Groups[1].Value
         Send '/save'
-        WaitFor '(?s)Saved 6 messages to \S+\.json\..*Saved 6 messages to \S+\.json\.' | Should -BeTrue
-        $names = [regex]::Matches((Screen), 'Saved 6 messages to (\S+\.json)\.') | ForEach-Object { $_.Groups[1].Value }
+        WaitFor '(?s)Saved 8 messages to \S+\.json\..*Saved 8 messages to \S+\.json\.' | Should -BeTrue
+        $names = [regex]::Matches((Screen), 'Saved 8 messages to (\S+\.json)\.') | ForEach-Object { $_.Groups[1].Value }
         $names[0] | Should -Not -Be $names[1] -Because 'a default name never replaces a file'
         $json = Get-Content $saved -Raw | ConvertFrom-Json
         $json[0].content | Should -Be "first line `nsecond line"
         $json[2].content | Should -Be "/not a command`nend of block"
-        $json[4].content | Should -Be 'end of block"""'
+        $json[4].content | Should -Be "don't stop"
+        $json[6].content | Should -Be 'end of block"""'
         Send '/reset'
         Send "/load $saved"
-        WaitFor 'Loaded 6 messages \(3 exchanges, (\d+) tokens\)' | Should -BeTrue
-        $loaded = [int][regex]::Match((Screen), 'Loaded 6 messages \(3 exchanges, (\d+) tokens\)').Groups[1].Value
+        WaitFor 'Loaded 8 messages \(4 exchanges, (\d+) tokens\)' | Should -BeTrue
+        $loaded = [int][regex]::Match((Screen), 'Loaded 8 messages \(4 exchanges, (\d+) tokens\)').Groups[1].Value
         $loaded | Should -BeGreaterThan 10
         Send '/stats'
-        WaitFor "3 exchanges, $loaded of 1024 tokens" | Should -BeTrue -Because '/stats counts the loaded history'
+        WaitFor "4 exchanges, $loaded of 1024 tokens" | Should -BeTrue -Because '/stats counts the loaded history'
         Send '/exit'
         WaitFor 'Bye\.' | Should -BeTrue
         Remove-Item $names -ErrorAction Ignore

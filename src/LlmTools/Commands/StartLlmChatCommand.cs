@@ -17,10 +17,10 @@ namespace LlmTools.Commands;
 /// /exit (also /quit, /bye, Ctrl+D, or the end of input).</para>
 /// <para>Multi-line messages as in Ollama: a line ending in a backslash goes on in the next line, and a block between
 /// """ and """ is one message. At the keyboard, keys typed while a reply is generated are kept and read as the next
-/// input (type /exit during a reply to leave after it); Up and Down recall this chat's earlier lines (through
-/// PSReadLine where it is loaded: its history is this chat's while the chat runs and is put back after, and nothing
-/// typed in the chat is saved to its history file). Ctrl+C stops the reply and stays in the chat. After each reply a
-/// short line gives tokens and speed.</para>
+/// input (type /exit during a reply to leave after it); Up and Down recall this chat's earlier lines, and nothing typed
+/// in the chat goes to the shell's history. The chat edits lines itself rather than through PSReadLine, whose Enter
+/// reads the line as PowerShell and would not send a message such as "I don't know". Ctrl+C stops the reply and stays
+/// in the chat; at the prompt it clears the line. After each reply a short line gives tokens and speed.</para>
 /// <para>When a message does not fit the context, the chat says how long the conversation is and what the context
 /// holds, and offers /trim only where dropping exchanges would make the message fit.</para>
 /// <para>Lines can come from the pipeline or redirected input (a file, another process) instead of the keyboard:
@@ -110,7 +110,7 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
     {
         // Without pipeline input, read lines from the host: the keyboard, or redirected standard input.
         bool keyboard = !Console.IsInputRedirected;
-        if (!_sawInput && keyboard) _reader = new ConsoleLineReader(this);
+        if (!_sawInput && keyboard) _reader = new ConsoleLineReader();
         while (!_sawInput && !_exited)
         {
             var prompt = _multiLine.Pending ? "... " : "> ";
@@ -120,15 +120,10 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
             Feed(line);
         }
         if (!_exited && _multiLine.Flush() is { } rest) Handle(rest.Text, rest.IsBlock);
-        _reader?.Restore();
         Say("Bye.");
     }
 
-    protected override void DisposeResources()
-    {
-        _reader?.Restore();
-        _chat?.Dispose();
-    }
+    protected override void DisposeResources() => _chat?.Dispose();
 
     private void Say(string text) => Host.UI.WriteLine(text);
 
