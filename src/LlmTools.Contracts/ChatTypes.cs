@@ -148,9 +148,18 @@ public sealed class LlmChatReply
     public required int CachedPromptTokens { get; init; }
     public required int CompletionTokens { get; init; }
     public required LlmStopReason StopReason { get; init; }
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as LoadDurationMs (JsonShape.cs)
     public required TimeSpan LoadDuration { get; init; }
+    /// <summary>LoadDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double LoadDurationMs => JsonShape.Milliseconds(LoadDuration);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as TimeToFirstTokenMs (JsonShape.cs)
     public required TimeSpan TimeToFirstToken { get; init; }
+    /// <summary>TimeToFirstToken in milliseconds: what ConvertTo-Json writes.</summary>
+    public double TimeToFirstTokenMs => JsonShape.Milliseconds(TimeToFirstToken);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as TotalDurationMs (JsonShape.cs)
     public required TimeSpan TotalDuration { get; init; }
+    /// <summary>TotalDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double TotalDurationMs => JsonShape.Milliseconds(TotalDuration);
     public required double PromptTokensPerSecond { get; init; }
     public required double TokensPerSecond { get; init; }
     public required uint? Seed { get; init; }
@@ -159,8 +168,14 @@ public sealed class LlmChatReply
     public string ModelPath { get; init; } = "";
     public int ContextSize { get; init; }
     public int Threads { get; init; }
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as PromptDurationMs (JsonShape.cs)
     public TimeSpan PromptDuration { get; init; }
+    /// <summary>PromptDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double PromptDurationMs => JsonShape.Milliseconds(PromptDuration);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as GenerationDurationMs (JsonShape.cs)
     public TimeSpan GenerationDuration { get; init; }
+    /// <summary>GenerationDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double GenerationDurationMs => JsonShape.Milliseconds(GenerationDuration);
 
     /// <summary>With -JsonSchema: the reply parsed as JSON (as ConvertFrom-Json gives it); null otherwise.</summary>
     public object? Value { get; set; }

@@ -1,6 +1,7 @@
 namespace LlmTools;
 
 /// <summary>How the vectors of a text's tokens become one vector (llama.cpp's llama_pooling_type, less None).</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))] // ConvertTo-Json writes the name (JsonShape.cs)
 public enum LlmPooling
 {
     /// <summary>Not known: a remote server that does not say how it pools (only in results, never an option).</summary>
@@ -16,6 +17,7 @@ public enum LlmPooling
 }
 
 /// <summary>How a vector is scaled after pooling.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))] // ConvertTo-Json writes the name (JsonShape.cs)
 public enum LlmNormalize
 {
     /// <summary>Left as the model gives it.</summary>

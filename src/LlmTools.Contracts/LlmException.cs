@@ -1,6 +1,7 @@
 namespace LlmTools;
 
 /// <summary>What kind of failure an <see cref="LlmException"/> is; the module maps it onto PowerShell's ErrorCategory.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))] // ConvertTo-Json writes the name (JsonShape.cs)
 public enum LlmErrorKind
 {
     ObjectNotFound,

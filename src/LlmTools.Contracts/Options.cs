@@ -45,6 +45,7 @@ public sealed record ContextOptions
 }
 
 /// <summary>Why generation ended.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))] // ConvertTo-Json writes the name (JsonShape.cs)
 public enum LlmStopReason
 {
     /// <summary>The model produced an end-of-generation token.</summary>

@@ -20,11 +20,26 @@ public sealed class LlmCompletionResult
     /// <summary>The stop string that ended generation, when StopReason is StopString.</summary>
     public string? StopString { get; init; }
     /// <summary>Time spent loading the model for this call; zero when it came from the session cache.</summary>
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as LoadDurationMs (JsonShape.cs)
     public required TimeSpan LoadDuration { get; init; }
+    /// <summary>LoadDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double LoadDurationMs => JsonShape.Milliseconds(LoadDuration);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as PromptDurationMs (JsonShape.cs)
     public required TimeSpan PromptDuration { get; init; }
+    /// <summary>PromptDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double PromptDurationMs => JsonShape.Milliseconds(PromptDuration);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as TimeToFirstTokenMs (JsonShape.cs)
     public required TimeSpan TimeToFirstToken { get; init; }
+    /// <summary>TimeToFirstToken in milliseconds: what ConvertTo-Json writes.</summary>
+    public double TimeToFirstTokenMs => JsonShape.Milliseconds(TimeToFirstToken);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as GenerationDurationMs (JsonShape.cs)
     public required TimeSpan GenerationDuration { get; init; }
+    /// <summary>GenerationDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double GenerationDurationMs => JsonShape.Milliseconds(GenerationDuration);
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as TotalDurationMs (JsonShape.cs)
     public required TimeSpan TotalDuration { get; init; }
+    /// <summary>TotalDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double TotalDurationMs => JsonShape.Milliseconds(TotalDuration);
     /// <summary>Prompt tokens evaluated per second (cached ones excluded).</summary>
     public required double PromptTokensPerSecond { get; init; }
     /// <summary>Generated tokens per second.</summary>
@@ -68,7 +83,10 @@ public sealed class LlmLoadedModel
     public required bool IsVocabularyOnly { get; init; }
     public required int GpuLayers { get; init; }
     public required DateTime LoadedAt { get; init; }
+    [Newtonsoft.Json.JsonIgnore, System.Management.Automation.Hidden] // serialised as LoadDurationMs (JsonShape.cs)
     public required TimeSpan LoadDuration { get; init; }
+    /// <summary>LoadDuration in milliseconds: what ConvertTo-Json writes.</summary>
+    public double LoadDurationMs => JsonShape.Milliseconds(LoadDuration);
     /// <summary>Contexts (KV caches) held: one, shared by every caller, once the model has generated.</summary>
     public required int Contexts { get; init; }
     /// <summary>Tokens one sequence of that context may hold (0 before the first generation).</summary>

@@ -144,23 +144,35 @@ Describe 'Start-LlmChat' {
         ($out -join "`n") | Should -Match '1 exchanges, \d+ of 1024 tokens'
     }
 
-    It 'says what to do when the conversation outgrows the context' {
-        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'the little girl saw a big red ball in the park', 'the little girl saw a big red ball in the park again', '/trim', 'the little girl saw a big red ball in the park again' | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 8 -ContextSize 48 -NoStatistics"
+    It 'says what to do when the conversation outgrows the context, and offers /trim only where it helps' {
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; 'the little girl saw a big red ball in the park', 'the little girl saw a big red ball in the park again', '/trim', 'the little girl saw a big red ball in the park again', '/reset', ('word ' * 60) | Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 8 -ContextSize 48 -NoStatistics"
         $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
         $text = $out -join "`n"
-        $text | Should -Match 'context holds 48'
-        $text | Should -Match 'Type /trim'
+        $text | Should -Match 'the conversation is \d+ tokens, and the context holds 48'
+        $text | Should -Match 'Type /trim to drop the oldest exchange'
         $text | Should -Match 'The oldest exchange was dropped'
+        # A message too long by itself: dropping exchanges cannot help, so /trim is not offered.
+        $alone = $text.Substring($text.IndexOf('> word'))
+        $alone | Should -Match 'The message alone is \d+ tokens'
+        $alone | Should -Not -Match 'Type /trim'
     }
 }
 
 Describe 'Start-LlmChat at a terminal' {
     BeforeDiscovery { $HasTmux = [bool](Get-Command tmux -ErrorAction Ignore) }
-
-    It 'stops a reply on Ctrl+C and stays in the chat' -Skip:(-not $HasTmux) {
-        $name = "llmtools-$PID"
-        $root = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
-        function Screen { (& tmux capture-pane -t $name -p -S -200) -join "`n" }
+    BeforeAll {
+        $script:Root = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
+        $script:Term = $null
+        # A real terminal: pwsh in a tmux pane (PSReadLine loaded, as for a user), driven by keys.
+        function Start-Terminal([string] $command) {
+            $script:Term = "llmtools-$PID-$([guid]::NewGuid().ToString('N').Substring(0, 6))"
+            # dotnet finds the pwsh tool from the repository's manifest; the chat then runs in the test folder (/save).
+            & tmux new-session -d -s $Term -x 200 -y 50 -c $Root
+            & tmux send-keys -t $Term "dotnet pwsh -NoProfile -NoLogo" Enter
+            WaitFor 'PS .*>' | Should -BeTrue
+            & tmux send-keys -t $Term "Set-Location '$TestDir'; Import-Module '$ModulePath/LlmTools.psd1'; $command" Enter
+        }
+        function Screen { (& tmux capture-pane -t $Term -p -S -300) -join "`n" }
         function WaitFor([string] $pattern) {
             $deadline = [DateTime]::UtcNow.AddSeconds(90)
             while ([DateTime]::UtcNow -lt $deadline) {
@@ -169,24 +181,108 @@ Describe 'Start-LlmChat at a terminal' {
             }
             return $false
         }
-        & tmux new-session -d -s $name -x 200 -y 50 -c $root
-        try {
-            & tmux send-keys -t $name "dotnet pwsh -NoProfile -NoLogo" Enter
-            WaitFor 'PS .*>' | Should -BeTrue
-            & tmux send-keys -t $name "Import-Module '$ModulePath/LlmTools.psd1'; Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 20000 -ContextSize 32768" Enter
-            WaitFor 'Chatting with tiny-chat-test' | Should -BeTrue
-            & tmux send-keys -t $name 'Hello' Enter
-            WaitFor '> Hello[ \t]*\r?\n[^\n]*\S[^\n]{20,}' | Should -BeTrue -Because 'the reply streams'
-            & tmux send-keys -t $name C-c
-            WaitFor '\[stopped\]' | Should -BeTrue
-            (Screen) | Should -Match '\[\d+ tokens, .*; Cancelled\]'
-            & tmux send-keys -t $name '/stats' Enter
-            WaitFor '\d+ exchanges, \d+ of 32768 tokens' | Should -BeTrue -Because 'the chat goes on after Ctrl+C'
-            & tmux send-keys -t $name '/exit' Enter
-            WaitFor 'Bye\.' | Should -BeTrue
-        } finally {
-            & tmux kill-session -t $name 2>$null
-        }
+        function Send([string] $keys) { & tmux send-keys -t $Term -l $keys; & tmux send-keys -t $Term Enter }
+        function Count([string] $pattern) { [regex]::Matches((Screen), $pattern).Count }
+    }
+    AfterEach { if ($Term) { & tmux kill-session -t $Term 2>$null; $script:Term = $null } }
+
+    It 'stops a reply on Ctrl+C and stays in the chat' -Skip:(-not $HasTmux) {
+        Start-Terminal "Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 20000 -ContextSize 32768"
+        WaitFor 'Chatting with tiny-chat-test' | Should -BeTrue
+        & tmux send-keys -t $Term 'Hello' Enter
+        WaitFor '> Hello[ \t]*\r?\n[^\n]*\S[^\n]{20,}' | Should -BeTrue -Because 'the reply streams'
+        & tmux send-keys -t $Term C-c
+        WaitFor '\[stopped\]' | Should -BeTrue
+        (Screen) | Should -Match '\[\d+ tokens, .*; Cancelled\]'
+        & tmux send-keys -t $Term '/stats' Enter
+        WaitFor '\d+ exchanges, \d+ of 32768 tokens' | Should -BeTrue -Because 'the chat goes on after Ctrl+C'
+        & tmux send-keys -t $Term '/exit' Enter
+        WaitFor 'Bye\.' | Should -BeTrue
+    }
+
+    It 'keeps keys typed during a reply: /exit typed then ends the chat after the reply' -Skip:(-not $HasTmux) {
+        Start-Terminal "Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 400 -ContextSize 1024"
+        WaitFor 'Chatting with tiny-chat-test' | Should -BeTrue
+        # /exit follows at once: it arrives while the reply is generated (the watcher reads it, and used to drop it).
+        Send 'Hello'
+        Send '/exit'
+        WaitFor 'Bye\.' | Should -BeTrue -Because '/exit typed during the reply is the next input'
+        $text = Screen
+        $text | Should -Match '\[\d+ tokens, [^\]]*; (MaxTokens|EndOfText)\]' -Because 'the reply ran to its end'
+        $text | Should -Match '(?s)\]\s*\r?\n> /exit\s*\r?\nBye\.'
+    }
+
+    It '/set changes the options /show lists; multi-line input; Up recalls a line; /save without a name; /stats after /load' -Skip:(-not $HasTmux) {
+        Start-Terminal "Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 4 -ContextSize 1024"
+        WaitFor 'Chatting with tiny-chat-test' | Should -BeTrue
+        Send '/set temperature 0.2'
+        WaitFor 'Set temperature 0\.2 for the next replies' | Should -BeTrue
+        Send '/set parameter top_k 7'
+        Send '/set stop END'
+        Send '/show'
+        WaitFor 'Options: .*temperature 0\.2, top-k 7, .*stop \["END"\]' | Should -BeTrue
+        (Screen) | Should -Match 'Model: +tiny-chat-test'
+        (Screen) | Should -Match 'Template: +a Jinja chat template'
+        Send '/set temperature -1'
+        WaitFor 'Temperature -1 is out of range' | Should -BeTrue
+        Send '/set seed 42'
+        # A line ending in \ goes on; a """ block is one message whose lines are kept (a / line in it is text).
+        Send 'first line \'
+        WaitFor '(?m)^\.\.\.\s*$' | Should -BeTrue -Because 'the continuation prompt shows'
+        Send 'second line'
+        WaitFor '\[4 tokens' | Should -BeTrue
+        Send '"""'
+        Send '/not a command'
+        Send 'end of block"""'
+        WaitFor '(?s)end of block""".*\[4 tokens' | Should -BeTrue
+        (Screen) | Should -Not -Match 'Unknown command'
+        # Up recalls the line typed last, and an apostrophe (incomplete PowerShell) does not stop Enter.
+        Send "don't stop"
+        WaitFor '(?s)don''t stop.*\[4 tokens' | Should -BeTrue
+        & tmux send-keys -t $Term Up
+        & tmux send-keys -t $Term Up
+        WaitFor '(?m)^> end of block"""[ \t]*$' | Should -BeTrue -Because 'Up recalls the line typed last'
+        & tmux send-keys -t $Term Enter
+        WaitFor '(?s)\[4 tokens.*\[4 tokens.*\[4 tokens.*\[4 tokens' | Should -BeTrue -Because 'the recalled line is sent'
+        Send '/save'
+        WaitFor 'Saved 8 messages to (\S+chat-\d{8}-\d{6}(-\d+)?\.json)\.' | Should -BeTrue
+        $saved = [regex]::Match((Screen), 'Saved 8 messages to (\S+\.json)\.').Groups[1].Value
+        Send '/save'
+        WaitFor '(?s)Saved 8 messages to \S+\.json\..*Saved 8 messages to \S+\.json\.' | Should -BeTrue
+        $names = [regex]::Matches((Screen), 'Saved 8 messages to (\S+\.json)\.') | ForEach-Object { $_.Groups[1].Value }
+        $names[0] | Should -Not -Be $names[1] -Because 'a default name never replaces a file'
+        $json = Get-Content $saved -Raw | ConvertFrom-Json
+        $json[0].content | Should -Be "first line `nsecond line"
+        $json[2].content | Should -Be "/not a command`nend of block"
+        $json[4].content | Should -Be "don't stop"
+        $json[6].content | Should -Be 'end of block"""'
+        Send '/reset'
+        Send "/load $saved"
+        WaitFor 'Loaded 8 messages \(4 exchanges, (\d+) tokens\)' | Should -BeTrue
+        $loaded = [int][regex]::Match((Screen), 'Loaded 8 messages \(4 exchanges, (\d+) tokens\)').Groups[1].Value
+        $loaded | Should -BeGreaterThan 10
+        Send '/stats'
+        WaitFor "4 exchanges, $loaded of 1024 tokens" | Should -BeTrue -Because '/stats counts the loaded history'
+        Send '/exit'
+        WaitFor 'Bye\.' | Should -BeTrue
+        Remove-Item $names -ErrorAction Ignore
+    }
+
+    It 'chats with a model on a server: Start-LlmChat -Endpoint against Start-LlmServer on a loopback port' -Skip:(-not $HasTmux) {
+        Start-Terminal ("`$s = Start-LlmServer -Model '$ChatModel' -Alias chat -Port 0 -ContextSize 512 -Threads 1 -WarningAction SilentlyContinue; " +
+            "Start-LlmChat -Endpoint `$s.Endpoint -Model chat -Temperature 0 -MaxTokens 5")
+        WaitFor 'Chatting with chat \(at http://127\.0\.0\.1:\d+/v1\)' | Should -BeTrue
+        Send 'Hello'
+        WaitFor '\[5 tokens, [^\]]*; MaxTokens\]' | Should -BeTrue
+        Send 'And again'
+        WaitFor '(?s)\[5 tokens.*\[5 tokens, [^\]]*prompt \d+ new of \d+' | Should -BeTrue
+        Send '/set temperature 0.5'
+        Send '/show'
+        WaitFor 'Options: +max-tokens 5, temperature 0\.5' | Should -BeTrue
+        Send '/stats'
+        WaitFor '2 exchanges, \d+ tokens at the last turn' | Should -BeTrue
+        Send '/exit'
+        WaitFor 'Bye\.' | Should -BeTrue
     }
 }
 

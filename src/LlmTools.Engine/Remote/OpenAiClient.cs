@@ -20,6 +20,7 @@ public sealed record RemoteEndpoint
     }
 
     public Uri BaseUri { get; }
+    [Newtonsoft.Json.JsonIgnore] // never in ConvertTo-Json of a session (LlmTools.JsonShape)
     public string? ApiKey { get; }
     /// <summary>The URL as a user wrote it, without the trailing slash: what results report as ModelPath.</summary>
     public string Url => BaseUri.AbsoluteUri.TrimEnd('/');
@@ -48,7 +49,9 @@ public sealed record RemoteOptions
     public string? Grammar { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>Per request (each attempt); default 300 s.</summary>
+    [Newtonsoft.Json.JsonIgnore] // serialised as TimeoutMs (LlmTools.JsonShape)
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(300);
+    public double TimeoutMs => JsonShape.Milliseconds(Timeout);
     /// <summary>Retries after 429, 503 or a dropped connection (with backoff, honouring Retry-After).</summary>
     public int MaxRetries { get; init; } = 4;
 }
