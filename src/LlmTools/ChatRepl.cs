@@ -55,6 +55,10 @@ internal sealed class LocalReplChat(ChatSession session) : ReplChat
     public override LlmChatReply Send(string message, ReplOptions overrides, IEngineEvents events, CancellationToken cancel) =>
         Session.Send(message, events, cancel, trimHistory: false, adjust: overrides.IsEmpty ? null : Apply(overrides));
 
+    /// <summary>The results of the last reply's tool calls, with the same /set options.</summary>
+    public LlmChatReply SendToolResults(IReadOnlyList<LlmToolResult> results, ReplOptions overrides, IEngineEvents events, CancellationToken cancel) =>
+        Session.SendToolResults(results, events, cancel, trimHistory: false, adjust: overrides.IsEmpty ? null : Apply(overrides));
+
     private Func<CompletionOptions, CompletionOptions> Apply(ReplOptions o)
     {
         var formatStops = Session.Format.StopStrings;

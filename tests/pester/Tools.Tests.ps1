@@ -142,3 +142,30 @@ Describe 'Tools in chat: -Tool, -ToolChoice, -InvokeTools' {
             Should -Throw -ErrorId 'GrammarConflict,LlmTools.Commands.InvokeLlmChatCommand'
     }
 }
+
+Describe 'Start-LlmChat -Tool' {
+    BeforeEach { $global:LlmToolsTestCalls = [System.Collections.Generic.List[string]]::new() }
+
+    It 'shows a forced call, runs it once after -Confirm:$false, and the model answers with the result in the history' {
+        $saved = Join-Path $TestDir "tools-chat-$([guid]::NewGuid().ToString('N').Substring(0, 6)).json"
+        # A console of its own, as a person has it: what the chat says goes to the host, which is this output.
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; " +
+            'function Get-Weather { param([Parameter(Mandatory)][ValidateSet(''Paris'', ''Oslo'')][string] $City) Add-Content -Path ''' + "$saved.calls" + ''' -Value $City; "Sunny in $City" }; ' +
+            "'Weather in Oslo?', '/save $saved' | Start-LlmChat -Model '$ToolModel' -Tool (Get-Command Get-Weather) -ToolChoice Required -Confirm:`$false -NoStatistics -Temperature 0 -RepeatPenalty 1 -MaxTokens 120 -Threads 1"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $LASTEXITCODE | Should -Be 0
+        $text = $out -join "`n"
+        $text | Should -Match '\[tool call: Get-Weather \{"City":"(Paris|Oslo)"\}\]'
+        $history = Get-Content $saved -Raw | ConvertFrom-Json
+        $history.role | Should -Be @('user', 'assistant', 'tool', 'assistant')
+        $history[2].content | Should -Match '^Sunny in (Paris|Oslo)$'
+        @(Get-Content "$saved.calls") | Should -HaveCount 1
+        $text | Should -Match '\[tool Get-Weather: done\]'
+    }
+
+    It 'runs nothing with -WhatIf, and refuses -Tool with an endpoint' {
+        'Weather in Oslo?' | Start-LlmChat -Model $ToolModel -Tool $Weather -ToolChoice Required -WhatIf -NoStatistics @Common 6>&1 | Out-Null
+        $global:LlmToolsTestCalls.Count | Should -Be 0
+        { Start-LlmChat -Endpoint 'http://127.0.0.1:9/v1' -Model m -Tool $Weather } | Should -Throw -ErrorId 'RemoteOptionNotSupported,LlmTools.Commands.StartLlmChatCommand'
+    }
+}

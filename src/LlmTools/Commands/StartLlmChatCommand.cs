@@ -39,7 +39,7 @@ namespace LlmTools.Commands;
 /// <para>The same chat with a model on an OpenAI-compatible server (Start-LlmServer, llama-server, vLLM, Ollama's /v1);
 /// -ApiKey, or Connect-LlmEndpoint's key, or OPENAI_API_KEY is sent.</para>
 /// </example>
-[Cmdlet(VerbsLifecycle.Start, "LlmChat")]
+[Cmdlet(VerbsLifecycle.Start, "LlmChat", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(void))]
 public sealed class StartLlmChatCommand : ChatSessionCmdlet
 {
@@ -52,7 +52,26 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
     [Parameter]
     public SwitchParameter NoStatistics { get; set; }
 
+    /// <summary>
+    /// Tools the model may call (local models): commands (Get-Command results), script blocks with a param block, or
+    /// JSON tool definitions in OpenAI's shape. Each call the model makes is shown and runs after you confirm it
+    /// (-Confirm:$false runs them without asking); its result goes back to the model, which then answers.
+    /// </summary>
+    [Parameter]
+    public object[]? Tool { get; set; }
+
+    /// <summary>Auto (default), Required (the first reply to each message must be a tool call), None (tools shown, never called), or a tool's name.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(ToolChoiceCompleter))]
+    public string? ToolChoice { get; set; }
+
+    /// <summary>Rounds of tool calls one message may lead to before the chat stops asking the model again. Default 5.</summary>
+    [Parameter]
+    [ValidateRange(1, 100)]
+    public int MaxToolRounds { get; set; } = 5;
+
     private ReplChat? _chat;
+    private ToolSet? _tools;
     private readonly ReplOptions _overrides = new();
     private readonly MultiLineInput _multiLine = new();
     private ConsoleLineReader? _reader;
@@ -82,9 +101,19 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
         base.BeginProcessing();
         try
         {
-            _chat = Remote is not null
-                ? new RemoteReplChat(new RemoteChatSession(Remote, Model, SystemPrompt, RemoteOptions))
-                : new LocalReplChat(OpenSession());
+            if (Remote is not null && (Tool is not null || ToolChoice is not null))
+                throw new LlmException("RemoteOptionNotSupported", LlmErrorKind.InvalidArgument,
+                    $"-{(Tool is not null ? "Tool" : "ToolChoice")} applies to local models only for now.", Tool is not null ? "Tool" : "ToolChoice");
+            _tools = Tool is { Length: > 0 } ? ToolSet.From(Tool, this) : null;
+            var choice = ToolChoice is null ? null : LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
+            if (Remote is not null) _chat = new RemoteReplChat(new RemoteChatSession(Remote, Model, SystemPrompt, RemoteOptions));
+            else
+            {
+                var session = OpenSession();
+                _chat = new LocalReplChat(session);
+                if (_tools is not null) session.Tools = _tools.Definitions;
+                if (choice is not null) session.ToolChoice = choice;
+            }
         }
         catch (LlmException e)
         {
@@ -259,6 +288,45 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
     }
 
     /// <summary>One reply, streamed; Ctrl+C (read as a key while the reply runs) stops it without leaving the chat.</summary>
+    /// <summary>
+    /// While the reply calls tools: each call is shown and run after confirmation (ShouldProcess), the results go back
+    /// and the model's next reply is shown, at most -MaxToolRounds times for one message.
+    /// </summary>
+    private LlmChatReply RunToolRounds(ReplChat chat, LlmChatReply reply, CancellationTokenSource interrupt, bool keyboard)
+    {
+        if (_tools is null || chat is not LocalReplChat local) return reply;
+        for (int round = 0; reply.ToolCalls.Count > 0 && reply.StopReason != LlmStopReason.Cancelled; round++)
+        {
+            if (round == MaxToolRounds)
+            {
+                Say($"[the model still calls tools after {MaxToolRounds} rounds; ask again, or raise -MaxToolRounds]");
+                break;
+            }
+            foreach (var call in reply.ToolCalls) Say($"[tool call: {call.Name} {Compact(call.ArgumentsJson)}]");
+            if (!_tools.CanRunAll(reply.ToolCalls)) break;
+            var results = _tools.RunCalls(reply.ToolCalls, this, out bool whatIf);
+            if (whatIf || interrupt.IsCancellationRequested) break;
+            foreach (var result in results) Say($"[tool {result.Call.Name}: {(result.Succeeded ? "done" : "failed")}]");
+            using (var watcher = keyboard ? new KeyWatcher(interrupt, _reader) : null)
+                reply = RunEngine((events, cancel) => local.SendToolResults(results, _overrides, events, interrupt.Token), streamText: true);
+            Host.UI.WriteLine();
+        }
+        return reply;
+    }
+
+    /// <summary>Arguments on one line, however the model spaced them.</summary>
+    private static string Compact(string json)
+    {
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(json)?.ToJsonString() ?? json;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return json;
+        }
+    }
+
     private void Reply(ReplChat chat, string message)
     {
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(Cancellation);
@@ -276,6 +344,7 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
                 reply = RunEngine((events, cancel) => chat.Send(message, _overrides, events, interrupt.Token), streamText: true);
             _countedTokens = null;
             Host.UI.WriteLine();
+            reply = RunToolRounds(chat, reply, interrupt, keyboard);
             if (reply.StopReason == LlmStopReason.Cancelled && !Cancellation.IsCancellationRequested) Say("[stopped]");
             if (!NoStatistics)
             {
