@@ -31,8 +31,11 @@ param(
     # Server: concurrent clients against Start-LlmServer (vs the same requests from one client), new tokens each.
     [int] $ServerClients = 8,
     [int] $ServerTokens = 32,
-    # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Server, Stability.
-    [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Stability'),
+    # Structured: rounds of a 10-field JSON schema vs unconstrained, new tokens at most per call.
+    [int] $StructuredRounds = 5,
+    [int] $StructuredTokens = 160,
+    # Which parts to run (all by default): Scheduler, Speed, Overhead, Batch, Prefix, Server, Structured, Stability.
+    [string[]] $Sections = @('Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Structured', 'Stability'),
     # Scheduler: rounds of separate calls interleaved with llama-bench (at least 5; ten calls are made in any case).
     [int] $SchedulerRounds = 10,
     # A smaller model and fewer rounds, to check the benchmark itself quickly.
@@ -42,8 +45,8 @@ $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
 # pwsh -File passes 'Scheduler,Speed' as one string.
 $Sections = @($Sections -split ',' | ForEach-Object Trim | Where-Object { $_ })
-$unknown = $Sections | Where-Object { $_ -notin 'Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Stability' }
-if ($unknown) { throw "Unknown section(s): $($unknown -join ', '). Use Scheduler, Speed, Overhead, Batch, Prefix, Server, Stability." }
+$unknown = $Sections | Where-Object { $_ -notin 'Scheduler', 'Speed', 'Overhead', 'Batch', 'Prefix', 'Server', 'Structured', 'Stability' }
+if ($unknown) { throw "Unknown section(s): $($unknown -join ', '). Use Scheduler, Speed, Overhead, Batch, Prefix, Server, Structured, Stability." }
 $rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
 New-Item -ItemType Directory -Force $OutDir | Out-Null
 Import-Module (Join-Path $ModulePath 'LlmTools.psd1') -Force
@@ -64,6 +67,7 @@ if ($Quick) {
         [LlmTools.TestModels.TinyModel]::Write($model, $o) | Out-Null
     }
     $Rounds = 2; $ShortPrompts = 20; $BatchPrompts = 16; $PrefixPrompts = 8; $StabilityCompletions = 200; $ServerTokens = 8
+    $StructuredRounds = 2; $StructuredTokens = 48
 } else {
     Write-Host 'Preparing the benchmark model (about 0.5B parameters, Q8_0; written once, then cached)...'
     $model = $direct::EnsureModel($OutDir, $vocab)
@@ -100,6 +104,10 @@ $words = 'the a little girl named lily saw big red ball in park one day she went
          'and they were happy sun was hot so we ran home mom said good night story time tree bird sky blue green' -split ' '
 $random = [Random]::new(2024)
 function New-Prompt([int] $count) { (1..$count | ForEach-Object { $words[$random.Next($words.Count)] }) -join ' ' }
+function Get-Median([double[]] $values) {
+    $s = @($values | Sort-Object)
+    if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
+}
 
 # Warm-up: one of each, not measured.
 $warm = New-Prompt 20
@@ -108,7 +116,7 @@ $direct::Executor($warm, 4) | Out-Null
 $direct::Native($warm, 4) | Out-Null
 
 $rows = [System.Collections.Generic.List[object]]::new()
-$summary = @(); $overhead = $null; $batchRows = @(); $prefixRow = $null; $serverRow = $null; $stability = $null; $rss = @()
+$summary = @(); $overhead = $null; $batchRows = @(); $prefixRow = $null; $serverRow = $null; $structuredRows = $null; $stability = $null; $rss = @()
 if ('Speed' -in $Sections) {
 for ($r = 1; $r -le $Rounds; $r++) {
     # A different prompt per path and round: the cmdlet's prefix reuse must not make its prompt look free.
@@ -131,10 +139,6 @@ for ($r = 1; $r -le $Rounds; $r++) {
     }
 }
 
-function Get-Median([double[]] $values) {
-    $s = $values | Sort-Object
-    if ($s.Count % 2) { $s[[int][math]::Floor($s.Count / 2)] } else { ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2 }
-}
 $names = @{ a = 'Invoke-LlmCompletion'; b = 'LLamaSharp StatelessExecutor'; c = 'native decode loop (ceiling)' }
 $summary = foreach ($p in 'a', 'b', 'c') {
     $mine = $rows | Where-Object Path -eq $p
@@ -271,6 +275,53 @@ finally {
 }
 }
 
+if ('Structured' -in $Sections) {
+# Issue 10: generation speed held to a 10-field JSON schema vs unconstrained, same prompt and length limit, on the
+# benchmark model and on the shipped TinyStories model (neither was trained on JSON: the grammar rejects the chain's
+# pick often, the costly case). Rounds alternate which goes first; the figure is the median of per-round ratios.
+$structuredSchema = [ordered]@{
+    type = 'object'
+    properties = [ordered]@{
+        name = @{ type = 'string'; maxLength = 16 }; city = @{ type = 'string'; maxLength = 16 }
+        age = @{ type = 'integer'; minimum = 0; maximum = 120 }; score = @{ type = 'number' }
+        active = @{ type = 'boolean' }; colour = @{ enum = @('red', 'green', 'blue') }
+        tags = @{ type = 'array'; items = @{ type = 'string'; maxLength = 8 }; maxItems = 3 }
+        id = @{ type = 'integer'; minimum = 1; maximum = 99999 }; note = @{ type = 'string'; maxLength = 24 }
+        level = @{ enum = @('low', 'mid', 'high') }
+    }
+    required = @('name', 'city', 'age', 'score', 'active', 'colour', 'tags', 'id', 'note', 'level')
+    additionalProperties = $false
+}
+$structuredRows = [System.Collections.Generic.List[object]]::new()
+foreach ($target in @(@{ Name = (Split-Path $model -Leaf); Model = $model }, @{ Name = 'tinystories (shipped)'; Model = 'tinystories' })) {
+    $opts = @{ Model = $target.Model; Threads = $Threads; ContextSize = $contextSize; MaxTokens = $StructuredTokens; Temperature = 0; RepeatPenalty = 1 }
+    Invoke-LlmCompletion 'warm up' @opts -JsonSchema $structuredSchema | Out-Null
+    for ($r = 1; $r -le $StructuredRounds; $r++) {
+        $prompt = "Record $r as JSON: " + (New-Prompt 8)
+        $first = if ($r % 2) { 'plain', 'json' } else { 'json', 'plain' }
+        $res = @{}
+        foreach ($kind in $first) {
+            $res[$kind] = if ($kind -eq 'json') { Invoke-LlmCompletion $prompt @opts -JsonSchema $structuredSchema } else { Invoke-LlmCompletion $prompt @opts }
+        }
+        $valid = $false; try { $null = $res.json.Text | ConvertFrom-Json; $valid = $res.json.StopReason -eq 'EndOfText' } catch { }
+        $structuredRows.Add([pscustomobject]@{
+            Model = $target.Name; Round = $r
+            'Plain tok/s' = [math]::Round($res.plain.TokensPerSecond, 1); 'Plain tokens' = $res.plain.CompletionTokens
+            'Schema tok/s' = [math]::Round($res.json.TokensPerSecond, 1); 'Schema tokens' = $res.json.CompletionTokens
+            Ratio = [math]::Round($res.json.TokensPerSecond / $res.plain.TokensPerSecond, 3); 'Complete JSON' = $valid
+        })
+    }
+}
+$structured = foreach ($name in ($structuredRows.Model | Select-Object -Unique)) {
+    $mine = $structuredRows | Where-Object Model -eq $name
+    [pscustomobject]@{ Model = $name; 'Median ratio (schema / plain)' = [math]::Round((Get-Median $mine.Ratio), 3)
+        'Complete JSON' = "$(@($mine | Where-Object 'Complete JSON').Count) of $(@($mine).Count)" }
+}
+Write-Host "A 10-field JSON schema vs unconstrained, greedy, at most $StructuredTokens new tokens, $StructuredRounds alternating rounds:"
+$structuredRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+$structured | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+}
+
 # Stability: resident memory over many completions, and what unloading gives back.
 if ('Stability' -in $Sections) {
 function Get-Rss { [GC]::Collect(); [GC]::WaitForPendingFinalizers(); [Math]::Round([System.Diagnostics.Process]::GetCurrentProcess().WorkingSet64 / 1MB, 1) }
@@ -304,7 +355,7 @@ $direct::Unload()
 $report = [ordered]@{
     Date = (Get-Date).ToString('o'); Model = (Split-Path $model -Leaf); Parameters = $info.ParameterCount
     FileType = $info.FileType; Threads = $Threads; Backend = $backend.Variant; Rounds = $rows; Summary = $summary
-    Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Server = $serverRow; Stability = $stability; RssSeries = $rss
+    Overhead = $overhead; Batches = $batchRows; SharedPrefix = $prefixRow; Server = $serverRow; Structured = $structuredRows; Stability = $stability; RssSeries = $rss
     Scheduler = $scheduler
 }
 $report | ConvertTo-Json -Depth 8 | Set-Content (Join-Path $OutDir 'bench.json')
