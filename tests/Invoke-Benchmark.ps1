@@ -293,8 +293,10 @@ $structuredSchema = [ordered]@{
     additionalProperties = $false
 }
 $structuredRows = [System.Collections.Generic.List[object]]::new()
-foreach ($target in @(@{ Name = (Split-Path $model -Leaf); Model = $model }, @{ Name = 'tinystories (shipped)'; Model = 'tinystories' })) {
-    $opts = @{ Model = $target.Model; Threads = $Threads; ContextSize = $contextSize; MaxTokens = $StructuredTokens; Temperature = 0; RepeatPenalty = 1 }
+# TinyStories' vocabulary is 512 mostly one-character tokens: its JSON takes about three times the tokens.
+foreach ($target in @(@{ Name = (Split-Path $model -Leaf); Model = $model; MaxTokens = $StructuredTokens }
+                      @{ Name = 'tinystories (shipped)'; Model = 'tinystories'; MaxTokens = 3 * $StructuredTokens })) {
+    $opts = @{ Model = $target.Model; Threads = $Threads; ContextSize = $contextSize; MaxTokens = $target.MaxTokens; Temperature = 0; RepeatPenalty = 1 }
     Invoke-LlmCompletion 'warm up' @opts -JsonSchema $structuredSchema | Out-Null
     for ($r = 1; $r -le $StructuredRounds; $r++) {
         $prompt = "Record $r as JSON: " + (New-Prompt 8)
@@ -317,7 +319,7 @@ $structured = foreach ($name in ($structuredRows.Model | Select-Object -Unique))
     [pscustomobject]@{ Model = $name; 'Median ratio (schema / plain)' = [math]::Round((Get-Median $mine.Ratio), 3)
         'Complete JSON' = "$(@($mine | Where-Object 'Complete JSON').Count) of $(@($mine).Count)" }
 }
-Write-Host "A 10-field JSON schema vs unconstrained, greedy, at most $StructuredTokens new tokens, $StructuredRounds alternating rounds:"
+Write-Host "A 10-field JSON schema vs unconstrained, greedy, at most $StructuredTokens new tokens (TinyStories: $(3 * $StructuredTokens)), $StructuredRounds alternating rounds:"
 $structuredRows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 $structured | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 }
