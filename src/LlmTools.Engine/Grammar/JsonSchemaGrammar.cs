@@ -36,7 +36,30 @@ public static class JsonSchemaGrammar
     }
 
     /// <summary>Converts a parsed JSON schema into GBNF with a <c>root</c> rule.</summary>
-    public static string Convert(JsonNode? schema) => new Converter(schema).Run();
+    public static string Convert(JsonNode? schema)
+    {
+        try
+        {
+            return new Converter(schema).Run();
+        }
+        catch (Exception e) when (e is InvalidCastException or InvalidOperationException or FormatException or OverflowException)
+        {
+            // A keyword with a value of the wrong JSON type ("required": 5, "type": [5], "$ref": 1) that a cast met
+            // before a check did: the schema's fault, never the caller's crash (the server answered 500 for it).
+            throw new LlmException("JsonSchemaInvalid", LlmErrorKind.InvalidArgument,
+                $"The JSON schema is invalid: a keyword has a value of the wrong JSON type ({e.Message}).", null, e);
+        }
+    }
+
+    /// <summary>
+    /// Most values in one enum and most alternatives in one anyOf/oneOf (OpenAI's structured outputs allow 1,000 enum
+    /// values in a whole schema): llama.cpp's grammar keeps a stack per alternative still matching, so an enum of 40,000
+    /// values cost 9 s for 5 tokens of a 512-token vocabulary, and 200,000 (a 2 MB request) minutes.
+    /// </summary>
+    public const int MaxAlternatives = 1000;
+
+    /// <summary>Most alternatives allOf over anyOf/oneOf may multiply out to.</summary>
+    private const int MaxDistributed = 64;
 
     /// <summary>
     /// The JSON schema of a .NET type's public properties, for output that deserializes into it: System.Text.Json's
@@ -388,8 +411,13 @@ public static class JsonSchemaGrammar
             return copy;
         }
 
-        private static List<JsonNode?> Array(JsonNode n, string kw, string path) =>
-            n is JsonArray a ? a.ToList() : throw Bad($"'{kw}' must be an array", path);
+        private static List<JsonNode?> Array(JsonNode n, string kw, string path)
+        {
+            if (n is not JsonArray a) throw Bad($"'{kw}' must be an array", path);
+            if (a.Count > MaxAlternatives && kw is "enum" or "anyOf" or "oneOf")
+                throw Unsupported($"'{kw}' with {a.Count} values (at most {MaxAlternatives})", path);
+            return a.ToList();
+        }
 
         private static string TypeOf(JsonNode? v) => v switch
         {
@@ -507,7 +535,10 @@ public static class JsonSchemaGrammar
             {
                 if (s[key] is not JsonValue v) return null;
                 if (v.TryGetValue<bool>(out _)) throw Unsupported($"a boolean '{key}' (draft 4)", path);
-                return v.TryGetValue<decimal>(out var d) ? d : throw Bad($"'{key}' must be a number", path);
+                if (v.TryGetValue<decimal>(out var d)) return d;
+                // Beyond decimal's range (-1e300): as good as unbounded, since integers are at most 16 digits here.
+                if (v.TryGetValue<double>(out var big) && double.IsFinite(big)) return big < 0 ? -MaxInt - 1 : MaxInt + 1;
+                throw Bad($"'{key}' must be a number", path);
             }
             decimal lo = -MaxInt, hi = MaxInt;
             if (D("minimum") is { } mn) lo = Math.Max(lo, Math.Ceiling(mn));
@@ -777,6 +808,9 @@ public static class JsonSchemaGrammar
             }
         }
 
+        /// <summary>How many alternatives a merged schema stands for: the leaves of its nested anyOfs.</summary>
+        private static int Leaves(JsonNode? n) => n is JsonObject o && o["anyOf"] is JsonArray a ? a.Sum(Leaves) : 1;
+
         private JsonNode MergeCore(List<JsonNode?> parts, string path)
         {
             var expanded = new List<JsonObject>();
@@ -815,14 +849,19 @@ public static class JsonSchemaGrammar
                 string kw = o.ContainsKey("anyOf") ? "anyOf" : "oneOf";
                 var rest = Without(o, kw);
                 var alts = new JsonArray();
+                int count = 0;
                 foreach (var alt in Array(o[kw]!, kw, path))
                 {
                     var list = expanded.Where((_, i) => i != u).Select(x => (JsonNode?)x.DeepClone()).ToList();
                     list.Add(rest.DeepClone());
                     list.Add(alt?.DeepClone());
-                    alts.Add(Merge(list, path));
+                    var merged = Merge(list, path);
+                    // Counted as they are made (a merged part may be a union itself): 16 two-way unions in one allOf
+                    // would otherwise make 65,536 merges (minutes of CPU from a 2 KB request) before any check.
+                    count += Leaves(merged);
+                    if (count > MaxDistributed) throw Unsupported($"unions that multiply out to more than {MaxDistributed} alternatives", path);
+                    alts.Add(merged);
                 }
-                if (alts.Count > 64) throw Unsupported("unions that multiply out to more than 64 alternatives", path);
                 return new JsonObject { ["anyOf"] = alts };
             }
 
@@ -854,7 +893,10 @@ public static class JsonSchemaGrammar
                             result[k] = new JsonArray(both.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray());
                             break;
                         case "enum":
-                            var keep = ((JsonArray)cur!).Where(x => ((JsonArray)v!).Any(y => JsonNode.DeepEquals(x, y))).Select(x => x?.DeepClone()).ToArray();
+                            // Both arrays and bounded before the n*m intersection.
+                            var ce = Array(cur!, "enum", path);
+                            var ve = Array(v!, "enum", path);
+                            var keep = ce.Where(x => ve.Any(y => JsonNode.DeepEquals(x, y))).Select(x => x?.DeepClone()).ToArray();
                             if (keep.Length == 0) throw Bad("allOf parts have no enum value in common", path);
                             result[k] = new JsonArray(keep);
                             break;
