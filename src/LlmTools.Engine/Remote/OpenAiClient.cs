@@ -146,7 +146,7 @@ public static class OpenAiClient
 
     private static EmbeddingItem[] ReadEmbeddings(RemoteEndpoint endpoint, string text, string model, IReadOnlyList<string> texts)
     {
-        if (!text.TrimEnd().EndsWith('}')) throw new IOException("The response body ended early.");
+        if (CutShort(text)) throw new IOException("The response body ended early.");
         using var doc = JsonDocument.Parse(text);
         var root = doc.RootElement;
         if (!root.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
@@ -397,6 +397,12 @@ public static class OpenAiClient
             {
                 throw NotOpenAi(endpoint, e);
             }
+            catch (Exception e) when (e is InvalidOperationException or FormatException && e.TargetSite?.DeclaringType?.Namespace == "System.Text.Json")
+            {
+                // JSON of the wrong kinds ("prompt_tokens": "x", an embedding of strings or bad base64): JsonElement's
+                // getters throw these (only theirs are caught here), which used to reach the user as RemoteRequestFailed.
+                throw NotOpenAi(endpoint, e);
+            }
             var delay = wait ?? Backoff(attempt);
             events.Verbose($"{endpoint.Url}/{path}: {why}; retrying in {delay.TotalSeconds:F1} s (retry {attempt + 1} of {maxRetries}).");
             try
@@ -450,7 +456,7 @@ public static class OpenAiClient
     private static void ReadWhole(string text, Reply reply, bool chat)
     {
         // A body cut short (the connection dropped mid-body; some stacks end a chunked body quietly): retry it as a reset.
-        if (!text.TrimEnd().EndsWith('}')) throw new IOException("The response body ended early.");
+        if (CutShort(text)) throw new IOException("The response body ended early.");
         using var doc = JsonDocument.Parse(text);
         var root = doc.RootElement;
         if (root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array && choices.GetArrayLength() > 0)
@@ -561,6 +567,17 @@ public static class OpenAiClient
     private static LlmException Unreachable(RemoteEndpoint endpoint, Exception e, int retried = 0) =>
         new("RemoteUnreachable", LlmErrorKind.ConnectionError,
             $"{endpoint.Url} cannot be reached{(retried > 0 ? $" after {retried} retries" : "")}: {e.InnerException?.Message ?? e.Message}", endpoint.Url, e);
+
+    /// <summary>
+    /// A JSON object whose end is missing: the connection dropped mid-body, so a retry may get all of it. A body that
+    /// never began as an object (an HTML page from a web server that is no OpenAI endpoint) is not retried: it is
+    /// RemoteInvalidResponse at once, not "cannot be reached after 4 retries".
+    /// </summary>
+    private static bool CutShort(string text)
+    {
+        var t = text.AsSpan().Trim();
+        return t.Length == 0 || (t[0] == '{' && t[^1] != '}');
+    }
 
     private static LlmException NotOpenAi(RemoteEndpoint endpoint, Exception e) =>
         new("RemoteInvalidResponse", LlmErrorKind.InvalidData,

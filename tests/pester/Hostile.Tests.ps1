@@ -1,0 +1,61 @@
+BeforeAll {
+    . $PSScriptRoot/TestSetup.ps1
+    # A loopback "server" that answers each request with the next queued body (200, as JSON): garbage an
+    # OpenAI-compatible client must report as RemoteInvalidResponse, not retry as a dropped connection.
+    $script:Bodies = [System.Collections.Concurrent.ConcurrentQueue[string]]::new()
+    $script:Listener = [System.Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+    $Listener.Start()
+    $script:Url = "http://127.0.0.1:$($Listener.LocalEndpoint.Port)/v1"
+    $script:Served = [ref]0
+    $script:Job = Start-ThreadJob -ArgumentList $Listener, $Bodies, $Served {
+        param($listener, $bodies, $served)
+        while ($true) {
+            try { $client = $listener.AcceptTcpClient() } catch { return }
+            $stream = $client.GetStream(); $stream.ReadTimeout = 5000
+            $buffer = [byte[]]::new(1MB); $n = 0
+            try {
+                do {
+                    $n += $stream.Read($buffer, $n, $buffer.Length - $n)
+                    $t = [Text.Encoding]::UTF8.GetString($buffer, 0, $n); $end = $t.IndexOf("`r`n`r`n")
+                } while ($end -lt 0 -or ($t -match 'Content-Length: (\d+)' -and $n -lt $end + 4 + [int]$Matches[1]))
+            } catch { }
+            $body = '{}'; $null = $bodies.TryDequeue([ref]$body)
+            $b = [Text.Encoding]::UTF8.GetBytes($body)
+            $head = [Text.Encoding]::ASCII.GetBytes("HTTP/1.1 200 OK`r`nContent-Type: application/json`r`nContent-Length: $($b.Length)`r`nConnection: close`r`n`r`n")
+            try { $stream.Write($head); $stream.Write($b); $stream.Flush() } catch { }
+            $served.Value++
+            $client.Close()
+        }
+    }
+    function Send-Garbage([string] $Body, [scriptblock] $Call) {
+        $Bodies.Clear(); 1..6 | ForEach-Object { $Bodies.Enqueue($Body) }
+        $Served.Value = 0
+        $e = { & $Call } | Should -Throw -PassThru
+        [pscustomobject]@{ Id = $e.FullyQualifiedErrorId; Message = $e.Exception.Message; Requests = $Served.Value }
+    }
+}
+AfterAll {
+    $Listener.Stop()
+    $Job | Stop-Job -PassThru | Remove-Job
+}
+
+Describe 'A server that answers 200 with what is not the OpenAI API' {
+    It 'an HTML page is RemoteInvalidResponse at once, not "cannot be reached after 4 retries"' {
+        $r = Send-Garbage '<html><body>It works!</body></html>' { Invoke-LlmChat 'hi' -Endpoint $Url -Model m -TimeoutSec 20 -ErrorAction Stop }
+        $r.Id | Should -BeLike 'RemoteInvalidResponse,*'
+        $r.Requests | Should -Be 1 -Because 'a page that is not JSON is not a dropped connection to retry'
+    }
+
+    It 'usage with a string count is RemoteInvalidResponse' {
+        $r = Send-Garbage '{"choices":[{"message":{"role":"assistant","content":"hey"},"finish_reason":"stop"}],"usage":{"prompt_tokens":"x"}}' {
+            Invoke-LlmChat 'hi' -Endpoint $Url -Model m -TimeoutSec 20 -ErrorAction Stop }
+        $r.Id | Should -BeLike 'RemoteInvalidResponse,*'
+    }
+
+    It 'embeddings of strings or bad base64 are RemoteInvalidResponse' {
+        $r = Send-Garbage '{"data":[{"index":0,"embedding":["a"]}]}' { Get-LlmEmbedding 'a' -Endpoint $Url -Model m -TimeoutSec 20 -ErrorAction Stop }
+        $r.Id | Should -BeLike 'RemoteInvalidResponse,*'
+        $r = Send-Garbage '{"data":[{"index":0,"embedding":"!!!"}]}' { Get-LlmEmbedding 'a' -Endpoint $Url -Model m -TimeoutSec 20 -ErrorAction Stop }
+        $r.Id | Should -BeLike 'RemoteInvalidResponse,*'
+    }
+}
