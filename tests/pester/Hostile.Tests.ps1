@@ -59,3 +59,17 @@ Describe 'A server that answers 200 with what is not the OpenAI API' {
         $r.Id | Should -BeLike 'RemoteInvalidResponse,*'
     }
 }
+
+Describe 'Start-LlmChat /load of what is no conversation' {
+    It 'a folder and an endless file (/dev/zero) are ChatFileInvalid, and the chat goes on' -Skip:(-not (Test-Path /dev/zero)) {
+        $lines = @("/load $TestDir", '/load /dev/zero', '/stats', '/exit')
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; Start-LlmChat -Model '$ChatModel' -Temperature 0 -MaxTokens 4 -Threads 1"
+        $out = $lines | & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $text = $out -join "`n"
+        $text | Should -Match 'is a folder: /load takes a file'
+        $text | Should -Match 'is larger than 64 MB'
+        $text | Should -Not -Match 'Insufficient memory'
+        $text | Should -Match '0 exchanges' -Because 'the chat still runs after both'
+        $text | Should -Match 'Bye\.'
+    }
+}

@@ -186,7 +186,7 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
                     case "/save": Save(chat, argument); break;
                     case "/load":
                         if (argument.Length == 0) throw new LlmException("ChatLoadNeedsFile", LlmErrorKind.InvalidArgument, "/load takes a file name: /load chat.json.");
-                        chat.LoadJson(File.ReadAllText(ResolvePath(argument)));
+                        chat.LoadJson(ReadChatFile(ResolvePath(argument), argument));
                         _countedTokens = RunEngine((events, cancel) => chat.CountTokens(chat.Messages, events, cancel));
                         Say($"Loaded {chat.Messages.Count} messages ({chat.Turns} exchanges{(_countedTokens is { } n ? $", {n} tokens" : "")}) from {argument}.");
                         break;
@@ -312,6 +312,32 @@ public sealed class StartLlmChatCommand : ChatSessionCmdlet
             Host.UI.WriteLine();
         }
         return reply;
+    }
+
+    /// <summary>Most bytes /load reads: far more than any context holds as text.</summary>
+    internal const int MaxLoadBytes = 64 * 1024 * 1024;
+
+    /// <summary>
+    /// A conversation file's text, read up to <see cref="MaxLoadBytes"/>: /load of /dev/zero or a huge file used to read
+    /// until OutOfMemoryException, which ended the chat; a folder was "Access to the path is denied".
+    /// </summary>
+    private static string ReadChatFile(string path, string name)
+    {
+        if (Directory.Exists(path))
+            throw new LlmException("ChatFileInvalid", LlmErrorKind.InvalidArgument, $"{name} is a folder: /load takes a file saved with /save.", name);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = stream.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + n > MaxLoadBytes)
+                throw new LlmException("ChatFileInvalid", LlmErrorKind.InvalidArgument, $"{name} is larger than {MaxLoadBytes / (1024 * 1024)} MB: it is not a conversation saved with /save.", name);
+            buffer.Write(chunk, 0, n);
+        }
+        buffer.Position = 0;
+        using var reader = new StreamReader(buffer, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true); // as File.ReadAllText
+        return reader.ReadToEnd();
     }
 
     /// <summary>Arguments on one line, however the model spaced them.</summary>
