@@ -309,7 +309,9 @@ internal sealed class ToolSet
         Collection<PSObject> output;
         try
         {
-            output = cmdlet.InvokeCommand.InvokeScript("param($__tool, $__arguments) & $__tool @__arguments 2>&1", true,
+            // The loop of one holds a 'break' or 'continue' the tool runs outside a loop of its own: unheld, it left
+            // Invoke-LlmChat silently and went on to break (or continue) the caller's own loop, or end its script.
+            output = cmdlet.InvokeCommand.InvokeScript("param($__tool, $__arguments) foreach ($__once in 1) { & $__tool @__arguments 2>&1 }", true,
                 System.Management.Automation.Runspaces.PipelineResultTypes.None, null, runner, call.Arguments);
         }
         catch (Exception e) when (e is RuntimeException or ArgumentException or InvalidOperationException && e is not PipelineStoppedException)

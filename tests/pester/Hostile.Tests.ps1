@@ -73,3 +73,25 @@ Describe 'Start-LlmChat /load of what is no conversation' {
         $text | Should -Match 'Bye\.'
     }
 }
+
+Describe 'A tool that runs break or continue outside a loop' {
+    BeforeAll {
+        $script:ToolModel = Join-Path $TestDir 'tiny-tools.gguf'
+        if (-not (Test-Path $ToolModel)) {
+            $o = [LlmTools.TestModels.TinyChatModel]::Options(1234)
+            $o.ChatTemplate = [LlmTools.TestModels.TinyChatModel]::HermesToolsTemplate
+            [LlmTools.TestModels.TinyModel]::Write($ToolModel, $o) | Out-Null
+        }
+    }
+
+    It 'ends the tool, not the chat nor the caller''s loop' {
+        $after = [System.Collections.Generic.List[string]]::new()
+        $replies = foreach ($i in 1..2) {
+            Invoke-LlmChat -Model $ToolModel -Message 'go' -Tool @{ Name = 'jump'; ScriptBlock = { param() 'before'; continue } } -ToolChoice Required -InvokeTools -Confirm:$false -Temperature 0 -RepeatPenalty 1 -MaxTokens 120 -Threads 1
+            $after.Add("after $i")
+        }
+        @($after) | Should -Be @('after 1', 'after 2') -Because 'the tool''s continue is not the caller''s'
+        @($replies) | Should -HaveCount 2
+        $replies[0].ToolResults[0].Content | Should -Be 'before'
+    }
+}
