@@ -95,3 +95,15 @@ Describe 'A tool that runs break or continue outside a loop' {
         $replies[0].ToolResults[0].Content | Should -Be 'before'
     }
 }
+
+Describe '-ToolChoice that needs tools, without tools' {
+    It 'is ToolChoiceNeedsTools, as the server''s 400, not a reply in text' {
+        $s = New-LlmChatSession -Model $ChatModel -ToolChoice Required -Threads 1 -MaxTokens 4
+        try {
+            { Invoke-LlmChat -Session $s -Message 'hi' -ErrorAction Stop } | Should -Throw -ErrorId 'ToolChoiceNeedsTools,*'
+        }
+        finally { $s.Dispose() }
+        { Invoke-LlmChat -Model $ChatModel -Message 'hi' -ToolChoice Required -Threads 1 -MaxTokens 4 -ErrorAction Stop } | Should -Throw -ErrorId 'ToolChoiceNeedsTools,*'
+        (Invoke-LlmChat -Model $ChatModel -Message 'hi' -ToolChoice None -Threads 1 -MaxTokens 4).CompletionTokens | Should -BeGreaterThan 0 -Because 'None and Auto need no tools'
+    }
+}

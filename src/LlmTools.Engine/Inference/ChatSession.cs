@@ -170,6 +170,11 @@ public sealed class ChatSession : IDisposable
     {
         var tools = _tools.Count == 0 ? null : _tools.Select(t => (object?)t.ToTemplateValue()).ToList();
         var choice = _toolChoice.Mode;
+        // A call that must be made with no tool to call: an error, as OpenAI's API (and the server) answer it, not a
+        // reply in text as if the choice had not been given. (The setters allow either order: checked at the send.)
+        if (tools is null && choice is ToolChoiceMode.Required or ToolChoiceMode.Named)
+            throw new LlmException("ToolChoiceNeedsTools", LlmErrorKind.InvalidArgument,
+                $"-ToolChoice {_toolChoice} needs tools, and none were given: add -Tool, or leave -ToolChoice out.", _toolChoice.ToString());
         if (!firstRound && choice is ToolChoiceMode.Required or ToolChoiceMode.Named) choice = ToolChoiceMode.Auto;
         var model = _lease.Model;
         string prompt;

@@ -111,7 +111,11 @@ public sealed class InvokeLlmChatCommand : BatchedGenerationCmdlet
         try
         {
             if (Tool is { Length: > 0 }) _tools = ToolSet.From(Tool, this);
-            if (ToolChoice is not null) LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice);
+            if (ToolChoice is not null && LlmTools.Engine.Tools.ToolChoice.Parse(ToolChoice) is { Mode: LlmTools.Engine.Tools.ToolChoiceMode.Required or LlmTools.Engine.Tools.ToolChoiceMode.Named } needs
+                && ParameterSetName != SessionSet && _tools is null)
+                // (a session's own tools are checked when it sends; without one, the batched path would ignore the choice)
+                throw new LlmException("ToolChoiceNeedsTools", LlmErrorKind.InvalidArgument,
+                    $"-ToolChoice {needs} needs tools, and none were given: add -Tool, or leave -ToolChoice out.", needs.ToString());
         }
         catch (LlmException e)
         {
