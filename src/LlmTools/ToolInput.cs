@@ -314,6 +314,12 @@ internal sealed class ToolSet
             output = cmdlet.InvokeCommand.InvokeScript("param($__tool, $__arguments) foreach ($__once in 1) { & $__tool @__arguments 2>&1 }", true,
                 System.Management.Automation.Runspaces.PipelineResultTypes.None, null, runner, call.Arguments);
         }
+        catch (ExitException e)
+        {
+            // 'exit' in a tool ends the tool: it used to end the caller's whole script, the chat with it.
+            var code = e.Argument is null ? 0 : LanguagePrimitives.ConvertTo<int>(e.Argument);
+            return new LlmToolResult { Call = call, Content = $"The tool ended with exit code {code}.", Succeeded = code == 0 };
+        }
         catch (Exception e) when (e is RuntimeException or ArgumentException or InvalidOperationException && e is not PipelineStoppedException)
         {
             // (Ctrl+C while a tool runs stops the command, as it would anywhere else.)

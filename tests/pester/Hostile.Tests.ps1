@@ -94,6 +94,14 @@ Describe 'A tool that runs break or continue outside a loop' {
         @($replies) | Should -HaveCount 2
         $replies[0].ToolResults[0].Content | Should -Be 'before'
     }
+
+    It 'exit ends the tool, not the caller''s script' {
+        $script = "Import-Module '$ModulePath/LlmTools.psd1'; `$r = Invoke-LlmChat -Model '$ToolModel' -Message go -Tool @{ Name = 'quit'; ScriptBlock = { param() exit 3 } } -ToolChoice Required -InvokeTools -Confirm:`$false -Temperature 0 -RepeatPenalty 1 -MaxTokens 120 -Threads 1; 'result: ' + `$r.ToolResults[0].Content; 'script went on'"
+        $out = & dotnet pwsh -NoProfile -NonInteractive -Command $script 2>&1
+        $LASTEXITCODE | Should -Be 0
+        ($out -join "`n") | Should -Match 'result: The tool ended with exit code 3\.'
+        ($out -join "`n") | Should -Match 'script went on'
+    }
 }
 
 Describe '-ToolChoice that needs tools, without tools' {
