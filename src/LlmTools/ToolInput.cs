@@ -317,7 +317,7 @@ internal sealed class ToolSet
         catch (ExitException e)
         {
             // 'exit' in a tool ends the tool: it used to end the caller's whole script, the chat with it.
-            var code = e.Argument is null ? 0 : LanguagePrimitives.ConvertTo<int>(e.Argument);
+            int code = e.Argument is null ? 0 : LanguagePrimitives.TryConvertTo(e.Argument, out int n) ? n : 1;
             return new LlmToolResult { Call = call, Content = $"The tool ended with exit code {code}.", Succeeded = code == 0 };
         }
         catch (Exception e) when (e is RuntimeException or ArgumentException or InvalidOperationException && e is not PipelineStoppedException)
