@@ -143,6 +143,23 @@ Describe 'Tools in chat: -Tool, -ToolChoice, -InvokeTools' {
     }
 }
 
+Describe 'Tool results larger than the context' {
+    It 'cuts the result the model sees to fit, says so, and keeps the whole result on the reply' {
+        $big = @{ Name = 'Get-Big'; ScriptBlock = { param([ValidateSet('all')][string] $What) 'x' * 12000 }; Description = 'Writes a lot.' }
+        $s = New-LlmChatSession -Model $ToolModel -Tool $big -ToolChoice Required @Common
+        try {
+            $r = Invoke-LlmChat -Session $s -Message 'Everything, please' -InvokeTools -Confirm:$false -WarningVariable warned 3>$null
+            $r | Should -Not -BeNullOrEmpty
+            $r.ToolResults[0].Content.Length | Should -Be 12000
+            $tool = $s.Messages | Where-Object Role -eq 'tool' | Select-Object -First 1
+            $tool.Content | Should -Match '\[\.\.\. cut: the result was 12000 characters, more than the context of 1024 tokens holds\]$'
+            $tool.Content.Length | Should -BeLessThan 12000
+            ($warned -join "`n") | Should -Match "The result of tool 'Get-Big' was cut to \d+ of 12000 characters"
+        }
+        finally { $s.Dispose() }
+    }
+}
+
 Describe 'Start-LlmChat -Tool' {
     BeforeEach { $global:LlmToolsTestCalls = [System.Collections.Generic.List[string]]::new() }
 

@@ -151,6 +151,15 @@ public sealed class ChatSession : IDisposable
             var message = _messages.LastOrDefault(m => m.Role == "user")?.Content ?? "";
             try
             {
+                FitToolResults(count, events, cancel);
+            }
+            catch
+            {
+                _messages.RemoveRange(count, _messages.Count - count);
+                throw;
+            }
+            try
+            {
                 return Answer(message, events, cancel, trimHistory, adjust, firstRound: false);
             }
             catch
@@ -163,6 +172,40 @@ public sealed class ChatSession : IDisposable
         {
             Volatile.Write(ref _busy, 0);
         }
+    }
+
+    /// <summary>
+    /// Cuts the longest of the tool results from <paramref name="first"/> on until the conversation leaves room for a
+    /// reply (a quarter of the context, or MaxTokens if less): a command that writes more than the context holds
+    /// would otherwise fail the whole turn and lose every result. The model is told what was cut.
+    /// </summary>
+    private void FitToolResults(int first, IEngineEvents events, CancellationToken cancel)
+    {
+        var tools = _tools.Count == 0 ? null : _tools.Select(t => (object?)t.ToTemplateValue()).ToList();
+        int room = ContextSize - Math.Min(Options.MaxTokens, ContextSize / 4);
+        var cuts = new Dictionary<int, (string Original, int Kept)>(); // message index -> the whole result, characters kept
+        for (int attempt = 0; attempt < 16; attempt++)
+        {
+            var segments = Format.RenderSegments(_messages, addGenerationPrompt: true, tools, cancellationToken: cancel);
+            int count = Sequence.TokenizeChat(_lease.Model, segments, Format.AddBos(segments.Text)).Length;
+            if (count <= room) break;
+            int Kept(int i) => cuts.TryGetValue(i, out var c) ? c.Kept : _messages[i].Content.Length;
+            int longest = Enumerable.Range(first, _messages.Count - first).MaxBy(Kept);
+            string original = cuts.TryGetValue(longest, out var cut) ? cut.Original : _messages[longest].Content;
+            // Characters a token in this result (1 for a byte-level vocabulary, ~4 for English in most), a little more
+            // cut than the overflow needs; the next pass checks.
+            int kept = Kept(longest);
+            int tokensOfResult = Math.Max(1, _lease.Model.Handle.Tokenize(original[..kept], false, false, System.Text.Encoding.UTF8).Length);
+            int keep = Math.Max(64, kept - (int)Math.Ceiling((count - room + 8) * 1.1 * kept / tokensOfResult));
+            if (keep >= kept) break; // cut to the bone and still too long: the send says the conversation is too long
+            cuts[longest] = (original, keep);
+            var m = _messages[longest];
+            _messages[longest] = new LlmChatMessage("tool",
+                original[..keep] + $"\n[... cut: the result was {original.Length} characters, more than the context of {ContextSize} tokens holds]")
+                { ToolCallId = m.ToolCallId, Name = m.Name };
+        }
+        foreach (var (i, c) in cuts)
+            events.Warning($"The result of tool '{_messages[i].Name}' was cut to {c.Kept} of {c.Original.Length} characters to fit the context of {ContextSize} tokens.");
     }
 
     private LlmChatReply Answer(string message, IEngineEvents events, CancellationToken cancel, bool trimHistory,
